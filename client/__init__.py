@@ -1,0 +1,1 @@
+"""Headless Hoichan participants (aiortc): for site probes, tests and benchmarks."""

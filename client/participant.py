@@ -1,0 +1,211 @@
+"""A headless participant: joins a Hoichan room over socket.io and exchanges media with aiortc, as a browser does.
+
+It answers the server's offers, publishes the tracks it was given on the m-lines the server offers for them, and
+labels what it receives with the offer's track map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import socketio
+from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReceivedTrack:
+    """What arrived on one remote track: decoded frame count and the last frame's size."""
+
+    participant_id: str
+    kind: str
+    track: MediaStreamTrack
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    first_frame_at: Optional[float] = None
+    last_frame_at: Optional[float] = None
+    task: Optional[asyncio.Task[None]] = field(default=None, repr=False)
+
+    async def consume(self) -> None:
+        try:
+            while True:
+                frame = await self.track.recv()
+                now = time.monotonic()
+                self.frames += 1
+                self.last_frame_at = now
+                if self.first_frame_at is None:
+                    self.first_frame_at = now
+                if self.kind == "video":
+                    self.width, self.height = frame.width, frame.height
+        except MediaStreamError:
+            pass
+
+
+class Participant:
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        name: str,
+        facility: str = "",
+        tracks: Optional[list[MediaStreamTrack]] = None,
+        consume: bool = True,
+        ssl_verify: bool = True,
+    ) -> None:
+        self.url = url
+        self.room = room
+        self.name = name
+        self.facility = facility
+        self.tracks = {t.kind: t for t in tracks or []}
+        self.consume = consume
+        self.id: Optional[str] = None
+        self.peers: dict[str, dict[str, Any]] = {}
+        self.received: dict[str, ReceivedTrack] = {}  # by mid
+        self.errors: list[dict[str, Any]] = []
+        self.offers = 0
+        self.pc: Optional[RTCPeerConnection] = None
+        self.sio = socketio.AsyncClient(reconnection=True, ssl_verify=ssl_verify)
+        self._configuration = self._rtc_configuration([])
+        self._resume_token: Optional[str] = None
+        self._track_map: dict[str, dict[str, str]] = {}
+        self._joined = asyncio.Event()
+        self._negotiated = asyncio.Event()
+        self._register()
+
+    def _register(self) -> None:
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("offer", self._on_offer)
+        self.sio.on("answer", self._on_answer)
+        self.sio.on("peer-joined", self._on_peer_joined)
+        self.sio.on("peer-left", self._on_peer_left)
+        self.sio.on("peer-updated", self._on_peer_joined)
+        self.sio.on("error", self._on_error)
+        self.sio.on("media-failed", self._on_media_failed)
+
+    async def join(self, timeout: float = 10) -> dict[str, Any]:
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=timeout)
+        await asyncio.wait_for(self._joined.wait(), timeout)
+        return {"id": self.id, "peers": dict(self.peers)}
+
+    async def wait_negotiated(self, timeout: float = 10) -> None:
+        await asyncio.wait_for(self._negotiated.wait(), timeout)
+
+    async def _on_connect(self) -> None:
+        payload: dict[str, Any] = {"room": self.room, "name": self.name, "facility": self.facility}
+        if self._resume_token is not None:
+            payload["resume"] = self._resume_token
+        ack = await self.sio.call("join", payload, timeout=10)
+        if not ack.get("ok"):
+            self.errors.append(ack.get("error", {}))
+            return
+        self.id = ack["self"]["id"]
+        self._resume_token = ack["resumeToken"]
+        self.peers = {p["id"]: p for p in ack["peers"]}
+        if ack.get("iceServers"):
+            self._configuration = self._rtc_configuration([RTCIceServer(**s) for s in ack["iceServers"]])
+        self._joined.set()
+
+    @staticmethod
+    def _rtc_configuration(ice_servers: list[RTCIceServer]) -> RTCConfiguration:
+        # max-bundle, as browsers do: aiortc's balanced policy strands m-lines beyond the first two
+        return RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+    def _new_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(self._configuration)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track and transceiver.mid in self._track_map:
+                    info = self._track_map[transceiver.mid]
+                    received = ReceivedTrack(info["participantId"], info["kind"], track)
+                    if self.consume:
+                        received.task = asyncio.ensure_future(received.consume())
+                    self.received[transceiver.mid] = received
+
+        return pc
+
+    async def _on_offer(self, data: dict[str, Any]) -> None:
+        self.offers += 1
+        self._negotiated.clear()
+        if self.pc is None:
+            self.pc = self._new_pc()
+        self._track_map = data["tracks"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid in self._track_map or transceiver.sender.track is not None:
+                continue
+            track = self.tracks.get(transceiver.kind)
+            if track is not None:
+                transceiver.sender.replaceTrack(track)
+                transceiver.direction = "sendonly"
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        await self.sio.emit("answer", {"sdp": self.pc.localDescription.sdp})
+        self._negotiated.set()
+
+    async def _on_answer(self, data: dict[str, Any]) -> None:
+        if self.pc is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+
+    async def _on_peer_joined(self, data: dict[str, Any]) -> None:
+        self.peers[data["id"]] = data
+
+    async def _on_peer_left(self, data: dict[str, Any]) -> None:
+        self.peers.pop(data["id"], None)
+
+    async def _on_error(self, data: dict[str, Any]) -> None:
+        self.errors.append(data)
+
+    async def _on_media_failed(self, data: dict[str, Any]) -> None:
+        await self.restart_media()
+
+    async def restart_media(self) -> None:
+        """Drop the peer connection and ask the server for a fresh one (what a browser does on ICE failure)."""
+        old, self.pc = self.pc, None
+        if old is not None:
+            for sender in old.getSenders():
+                sender.replaceTrack(None)  # keep our tracks alive for the next connection: closing stops them
+        for received in self.received.values():
+            if received.task is not None:
+                received.task.cancel()
+        self.received.clear()
+        if old is not None:
+            await old.close()
+        await self.sio.emit("restart-media", {})
+
+    def video_from(self, participant_id: str) -> Optional[ReceivedTrack]:
+        return self._from(participant_id, "video")
+
+    def audio_from(self, participant_id: str) -> Optional[ReceivedTrack]:
+        return self._from(participant_id, "audio")
+
+    def _from(self, participant_id: str, kind: str) -> Optional[ReceivedTrack]:
+        for received in self.received.values():
+            if received.participant_id == participant_id and received.kind == kind:
+                return received
+        return None
+
+    async def leave(self) -> None:
+        if self.sio.connected:
+            try:
+                await self.sio.call("leave", {}, timeout=5)
+            except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError):
+                pass
+            await self.sio.disconnect()
+        await self.close_media()
+
+    async def close_media(self) -> None:
+        for received in self.received.values():
+            if received.task is not None:
+                received.task.cancel()
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None

@@ -1,0 +1,8 @@
+"""The one error type media reports to signaling: a code the client can act on and a readable message."""
+
+
+class MediaError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

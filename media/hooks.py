@@ -1,0 +1,143 @@
+"""Every place Hoichan reaches into aiortc/aioice internals, in one module.
+
+A pass-through relay needs what aiortc does not expose: the RTP packets a receiver gets (before its jitter
+buffer and decoder), and control over what a sender does on PLI/FIR and NACK and what its sender reports say.
+These hooks are tied to the pinned versions below; ``tests/media/test_hooks.py`` fails loudly if an upgrade
+moves any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
+
+import aioice
+import aioice.ice
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+PINNED_AIORTC = "1.16.0"
+PINNED_AIOICE = "0.13.0"
+
+
+class IncompatibleAiortc(RuntimeError):
+    """The installed aiortc/aioice is not the one these hooks were written against."""
+
+
+def check_versions() -> None:
+    """Refuse to run the relay on an aiortc/aioice whose internals we have not verified."""
+    found = (aiortc.__version__, aioice.__version__)
+    if found != (PINNED_AIORTC, PINNED_AIOICE):
+        raise IncompatibleAiortc(
+            f"Hoichan's media relay needs aiortc=={PINNED_AIORTC} and aioice=={PINNED_AIOICE}, found {found}"
+        )
+
+
+class _PacketTap:
+    """Stands in for a receiver's jitter buffer: keeps the packet instead of assembling frames.
+
+    aiortc's ``_handle_rtp_packet`` still does statistics (RTCP receiver reports), RTX unwrapping, NACK
+    generation and REMB, then hands the packet to its jitter buffer. Taking it there means no frame is ever
+    assembled or decoded.
+    """
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self.packet: Optional[RtpPacket] = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        self.packet = packet
+        return False, None
+
+
+def tap_receiver(
+    receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], Awaitable[None]]
+) -> None:
+    """Route every RTP packet the receiver accepts to ``on_packet``, bypassing depacketising and decoding."""
+    tap = _PacketTap()
+    if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+        raise IncompatibleAiortc("RTCRtpReceiver has no jitter buffer attribute to tap")
+    receiver._RTCRtpReceiver__jitter_buffer = tap  # type: ignore[attr-defined]
+    handle = receiver._handle_rtp_packet
+
+    async def handle_and_forward(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handle(packet, arrival_time_ms)
+        taken, tap.packet = tap.packet, None
+        if taken is not None:
+            await on_packet(taken)
+
+    receiver._handle_rtp_packet = handle_and_forward  # type: ignore[method-assign]
+
+
+def hook_sender(
+    sender: RTCRtpSender,
+    on_keyframe_request: Callable[[], None],
+    on_nack: Callable[[int], Awaitable[None]],
+) -> None:
+    """Make a sender's PLI/FIR and NACK handling ours: it has no encoder and no history of its own."""
+    for name in ("_send_keyframe", "_retransmit", "_handle_rtcp_packet"):
+        if not hasattr(sender, name):
+            raise IncompatibleAiortc(f"RTCRtpSender.{name} is gone")
+    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+    sender._retransmit = on_nack  # type: ignore[method-assign]
+
+
+class SenderReportState:
+    """Writes the counters a sender puts in its RTCP sender reports, as if it had sent our packets itself."""
+
+    __slots__ = ("_sender",)
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        for name in ("packet_count", "octet_count", "ntp_timestamp", "rtp_timestamp"):
+            if not hasattr(sender, f"_RTCRtpSender__{name}"):
+                raise IncompatibleAiortc(f"RTCRtpSender has no {name} counter")
+        self._sender = sender
+
+    def sent(self, ntp_timestamp: int, rtp_timestamp: int, payload_bytes: int) -> None:
+        d: dict[str, Any] = self._sender.__dict__
+        d["_RTCRtpSender__ntp_timestamp"] = ntp_timestamp
+        d["_RTCRtpSender__rtp_timestamp"] = rtp_timestamp
+        d["_RTCRtpSender__octet_count"] += payload_bytes
+        d["_RTCRtpSender__packet_count"] += 1
+
+    @property
+    def packets(self) -> int:
+        return int(self._sender.__dict__["_RTCRtpSender__packet_count"])
+
+    @property
+    def octets(self) -> int:
+        return int(self._sender.__dict__["_RTCRtpSender__octet_count"])
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    """The codecs both sides agreed on for this m-line (RTX included), in preference order."""
+    return list(transceiver._codecs)
+
+
+def extension_ids(transport: RTCDtlsTransport) -> tuple[Optional[int], Optional[int]]:
+    """(abs-send-time id, ssrc-audio-level id) negotiated on this bundle transport, None when absent."""
+    ext_map: HeaderExtensionsMap = transport._rtp_header_extensions_map
+    ids = ext_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    return ids.abs_send_time, ids.audio_level
+
+
+def rtx_ssrc(sender: RTCRtpSender) -> int:
+    return int(sender._rtx_ssrc)
+
+
+def restrict_host_addresses(addresses: list[str]) -> None:
+    """Gather host candidates only on ``addresses`` (a multi-homed server, or loopback in tests).
+
+    aioice gathers on every interface but loopback and has no option for it.
+    """
+    if not addresses:
+        return
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses

@@ -1,0 +1,90 @@
+"""The boundary between signaling and media: a small typed interface, in-process here.
+
+Signaling decides who may join which room; media only carries out joins, negotiation and leaves. The same
+interface can sit behind a Redis or HTTP hop when media runs on other nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from . import hooks
+from .errors import MediaError
+from .router import Notify, Router
+
+
+class MediaService(Protocol):
+    async def join(self, room_id: str, participant_id: str) -> None: ...
+    async def leave(self, participant_id: str) -> None: ...
+    async def restart(self, participant_id: str) -> None: ...
+    async def answer(self, participant_id: str, sdp: str) -> None: ...
+    async def offer(self, participant_id: str, sdp: str) -> str: ...
+    async def candidate(
+        self, participant_id: str, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+    ) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
+
+
+class LocalMediaService:
+    """Routers for every room, in this process."""
+
+    def __init__(self, ice_servers: list[RTCIceServer], notify: Notify, host_addresses: list[str]) -> None:
+        hooks.check_versions()
+        hooks.restrict_host_addresses(host_addresses)
+        # max-bundle: one transport from the start. aiortc's default (balanced) leaves transceivers added
+        # before the first negotiation on a transport that bundling then discards.
+        self._configuration = RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self._notify = notify
+        self.routers: dict[str, Router] = {}
+        self._room_of: dict[str, str] = {}
+
+    def _router(self, participant_id: str) -> Router:
+        room_id = self._room_of.get(participant_id)
+        if room_id is None:
+            raise MediaError("not-joined", "join a room first")
+        return self.routers[room_id]
+
+    async def join(self, room_id: str, participant_id: str) -> None:
+        router = self.routers.get(room_id)
+        if router is None:
+            router = self.routers[room_id] = Router(room_id, self._configuration, self._notify)
+        self._room_of[participant_id] = room_id
+        await router.join(participant_id)
+
+    async def leave(self, participant_id: str) -> None:
+        room_id = self._room_of.pop(participant_id, None)
+        if room_id is None:
+            return
+        router = self.routers[room_id]
+        await router.leave(participant_id)
+        if not router.members:
+            del self.routers[room_id]
+
+    async def restart(self, participant_id: str) -> None:
+        await self._router(participant_id).restart(participant_id)
+
+    async def answer(self, participant_id: str, sdp: str) -> None:
+        await self._router(participant_id).member(participant_id).transport.accept_answer(sdp)
+
+    async def offer(self, participant_id: str, sdp: str) -> str:
+        return await self._router(participant_id).member(participant_id).transport.accept_offer(sdp)
+
+    async def candidate(
+        self, participant_id: str, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+    ) -> None:
+        transport = self._router(participant_id).member(participant_id).transport
+        await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)
+
+    def stats(self) -> dict[str, Any]:
+        streams = sum(len(m.transport.consumers) for r in self.routers.values() for m in r.members.values())
+        members = sum(len(r.members) for r in self.routers.values())
+        return {"rooms": len(self.routers), "participants": members, "forwarded_streams": streams}
+
+    async def close(self) -> None:
+        for router in list(self.routers.values()):
+            await router.close()
+        self.routers.clear()
+        self._room_of.clear()

@@ -1,0 +1,118 @@
+"""The aiohttp application: static page, REST API, socket.io endpoint, and the in-process media relay."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+from aiortc import RTCIceServer
+
+from media.service import LocalMediaService
+
+from . import __version__
+from .auth import GuestAuthenticator
+from .config import Config
+from .events import SignalingEvents
+
+logger = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+EVENTS: web.AppKey[SignalingEvents] = web.AppKey("events", SignalingEvents)
+MEDIA: web.AppKey[LocalMediaService] = web.AppKey("media", LocalMediaService)
+ROOM_ROUTE = "{room_id:[A-Za-z0-9_-]{1,64}}"
+
+
+def _ice_servers(config: Config) -> list[dict[str, Any]]:
+    """ICE servers as the browser's RTCPeerConnection expects them."""
+    servers = []
+    for server in config.media.ice_servers:
+        entry: dict[str, Any] = {"urls": list(server.urls)}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return servers
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    stats = request.app[MEDIA].stats()
+    return web.json_response({"status": "ok", "version": __version__, **stats})
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    return web.json_response({"rooms": request.app[EVENTS].room_summary()})
+
+
+async def get_room(request: web.Request) -> web.Response:
+    rooms = request.app[EVENTS].room_summary(request.match_info["room_id"])
+    if not rooms:
+        raise web.HTTPNotFound(text='{"error": "unknown room"}', content_type="application/json")
+    return web.json_response(rooms[0])
+
+
+async def landing_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "index.html")
+
+
+async def room_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "room.html")
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=[],
+        max_http_buffer_size=max(config.server.max_message_bytes * 4, 1024**2),
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+
+    async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        await events.notify(participant_id, event, payload)
+
+    media = LocalMediaService(
+        ice_servers=[
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in config.media.ice_servers
+        ],
+        notify=notify,
+        host_addresses=list(config.media.ice_addresses),
+    )
+    events = SignalingEvents(
+        sio,
+        media,
+        GuestAuthenticator(),
+        ice_servers=_ice_servers(config),
+        max_message_bytes=config.server.max_message_bytes,
+        room_max_participants=config.media.room_max_participants,
+        reconnect_grace_seconds=config.server.reconnect_grace_seconds,
+    )
+    app[EVENTS] = events
+    app[MEDIA] = media
+
+    async def close_media(app: web.Application) -> None:
+        await media.close()
+
+    app.on_shutdown.append(close_media)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/rooms", list_rooms)
+    app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
+    app.router.add_get("/", landing_page)
+    app.router.add_get("/room/" + ROOM_ROUTE, room_page)
+    app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
+    return app

@@ -1,0 +1,72 @@
+"""The ``hoichan`` command: ``hoichan serve --config config.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Optional
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Config, ConfigError, load_config
+from .tls import ssl_context
+
+
+def _url(config: Config, secure: bool) -> str:
+    if config.server.public_url:
+        return str(config.server.public_url).rstrip("/") + "/"
+    host = config.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if secure else 'http'}://{host}:{config.server.port}/"
+
+
+async def serve(config: Config) -> None:
+    ssl = ssl_context(config)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl)
+    await site.start()
+    url = _url(config, ssl is not None)
+    print(f"Hoichan đang chạy / is running: mở / open {url}room/hoi-chan-thu?name=BacSi", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="hoichan", description="Hoichan telehealth consultation server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the signaling server and media relay")
+    serve_cmd.add_argument("--config", default=None, help="path to config.yaml (defaults are embedded)")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.logging.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

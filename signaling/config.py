@@ -1,0 +1,628 @@
+"""Hoichan's settings: one validated, immutable model built from defaults, a YAML file and ``HOICHAN_*`` variables.
+
+Why this shape: a typo or a bad value must stop the server at start with one line that names the key, instead of
+surfacing mid-consultation as a confusing failure; and every other module reads a frozen object, never raw dicts.
+
+Priority: environment > file > embedded defaults, so the server runs with no file at all and a container or a test
+can change one key without writing a file. ``HOICHAN_<SECTION>__<KEY>[__<SUBKEY>]`` sets a key (case-insensitive),
+e.g. ``HOICHAN_SERVER__PORT=9000`` or ``HOICHAN_SERVER__TLS__SELF_SIGNED=true``; lists and mappings are JSON, e.g.
+``HOICHAN_MEDIA__ICE_ADDRESSES='["127.0.0.1"]'``. A ``HOICHAN_`` variable without ``__`` (say ``HOICHAN_CONFIG``)
+is not a key override and is left to whoever reads it.
+
+Relative paths written in the file are relative to the file's directory (the file and its data travel together);
+relative paths from the environment or the defaults are relative to the working directory. Every path in a
+``Config`` is absolute.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import re
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "ENV_PREFIX",
+    "Config",
+    "ConfigError",
+    "IceServer",
+    "LoggingConfig",
+    "MediaConfig",
+    "RecordingConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "TlsConfig",
+    "load_config",
+]
+
+ENV_PREFIX = "HOICHAN_"
+_ENV_SEPARATOR = "__"
+_ERROR_TYPE = "hoichan"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range; ``str()`` is one line an operator can act on.
+
+    ``problems`` keeps every ``(key, what is wrong)`` pair, ``key``/``problem`` the first, for callers and tests.
+    """
+
+    def __init__(self, key: str, problem: str, *more: tuple[str, str]) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(
+            (_one_line(k), _one_line(p)) for k, p in ((key, problem), *more)
+        )
+        self.key, self.problem = self.problems[0]
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "config error: " + "; ".join(f"{key}: {problem}" for key, problem in self.problems)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(problem: str, key: str | None = None) -> NoReturn:
+    """Raise a validation error with our own wording; ``key`` names a sub-key when a model-level check fails."""
+    raise PydanticCustomError(_ERROR_TYPE, "{problem}", {"problem": problem, "key": key})
+
+
+def _show(value: Any) -> str:
+    """How a rejected value appears in a message: short, one line, numbers unquoted."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        try:
+            float(value)
+            return value.strip()
+        except ValueError:
+            pass
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """Pin a path to the working directory at load time, so a later chdir cannot move the data."""
+    if path is None:
+        return None
+    return Path(os.path.abspath(path.expanduser()))
+
+
+def _existing_file(path: Path | None) -> Path | None:
+    path = _absolute(path)
+    if path is not None and not path.is_file():
+        _fail(f"file not found: {path}" if not path.exists() else f"not a regular file: {path}")
+    return path
+
+
+def _ip_address(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        _fail(f"not an IP address (got {_show(value)})")
+    if address.is_unspecified:
+        _fail(f"{address} is not an interface address; leave the list empty to use every interface")
+    return str(address)
+
+
+_ICE_URL = re.compile(
+    r"^(?P<scheme>stun|turn|turns):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d{1,5}))?"
+    r"(?P<query>\?transport=(?:udp|tcp))?$"
+)
+
+
+def _ice_url(value: str) -> str:
+    scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+    if scheme not in ("stun", "turn", "turns"):
+        _fail(f"must start with stun:, turn: or turns: (got {_show(value)})")
+    match = _ICE_URL.match(value.strip())
+    if match is None or (match["port"] is not None and not 1 <= int(match["port"]) <= 65535):
+        _fail(f"not a valid {scheme}: URI, expected {scheme}:host[:port] (got {_show(value)})")
+    if match["scheme"] == "stun" and match["query"]:
+        _fail(f"stun: URIs take no ?transport= (got {_show(value)})")
+    return value.strip()
+
+
+IceUrl = Annotated[str, AfterValidator(_ice_url)]
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
+ExistingFile = Annotated[Path | None, AfterValidator(_existing_file)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?$")
+
+
+class _Section(BaseModel):
+    """Base of every section: immutable, unknown keys rejected, defaults validated like any input."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        """Read YAML the way an operator means it, before field validation.
+
+        A section left empty (all keys commented out) is ``null``: all defaults. An empty string for an optional
+        key means "unset", so ``HOICHAN_STORE__REDIS_URL=`` clears it. ``true`` is not the number 1 (YAML's
+        ``port: yes`` would otherwise bind port 1).
+        """
+        if data is None:
+            return {}
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if field is None:
+                continue
+            if isinstance(value, str) and not value.strip() and field.default is None:
+                out[key] = None
+            elif isinstance(value, bool) and _unwrap(field.annotation) in (int, float):
+                _fail(f"must be a number (got {_show(value)})", key)
+        return out
+
+
+class TlsConfig(_Section):
+    """HTTPS for the built-in server: browsers expose camera and microphone only to secure origins."""
+
+    cert: ExistingFile = None
+    """PEM certificate chain; needs ``key``."""
+    key: ExistingFile = None
+    """PEM private key; needs ``cert``."""
+    self_signed: bool = False
+    """Generate (once) a self-signed certificate under ``<store.path>/tls/`` for a LAN trial."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsConfig:
+        if self.cert is not None and self.key is None:
+            _fail("required when cert is set", "key")
+        if self.key is not None and self.cert is None:
+            _fail("required when key is set", "cert")
+        if self.self_signed and self.cert is not None:
+            _fail("cannot be combined with cert/key: use one or the other", "self_signed")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the built-in server speaks HTTPS."""
+        return self.cert is not None or self.self_signed
+
+
+class ServerConfig(_Section):
+    """The HTTP + socket.io listener."""
+
+    host: str = "127.0.0.1"
+    """Address or name to bind; 0.0.0.0 or :: for every interface."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+    """URL people open (e.g. behind a reverse proxy); only used for the printed URL and the self-signed cert."""
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    max_message_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    """Largest socket.io payload accepted; bounds what one client can make the server parse."""
+    reconnect_grace_seconds: float = Field(default=20.0, ge=0, le=3600)
+    """How long a dropped participant keeps its seat (and media) before the room sees it leave."""
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if "://" in value:
+            _fail(f"must be a host name or IP address, not a URL (got {_show(value)})")
+        if not _HOSTNAME.match(value):
+            _fail(f"must be a host name or IP address (got {_show(value)})")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            _fail(f"not a valid URL (got {_show(value)})")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            _fail(f"must be an http:// or https:// URL with a host (got {_show(value)})")
+        return value
+
+    @property
+    def public_host(self) -> str | None:
+        """Host name of ``public_url``, if set."""
+        return urlsplit(self.public_url).hostname if self.public_url else None
+
+
+class IceServer(_Section):
+    """One STUN/TURN server, in the shape of the browser's ``RTCIceServer``."""
+
+    urls: tuple[IceUrl, ...] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _single_url(cls, value: Any) -> Any:
+        """``RTCIceServer.urls`` may be one string; accept that too."""
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _turn_needs_credentials(self) -> IceServer:
+        if any(not url.startswith("stun:") for url in self.urls):
+            if self.username is None:
+                _fail("required for turn:/turns: URIs", "username")
+            if self.credential is None:
+                _fail("required for turn:/turns: URIs", "credential")
+        return self
+
+    def as_rtc_dict(self) -> dict[str, Any]:
+        """The JSON form a browser's ``RTCPeerConnection({iceServers})`` takes (sent in the join ack)."""
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+class MediaConfig(_Section):
+    """The aiortc relay's network side and room size."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    """Empty by default: no public STUN server is assumed reachable."""
+    ice_addresses: tuple[IpAddress, ...] = ()
+    """Addresses to gather host candidates on; empty = every non-loopback interface."""
+    udp_port_min: int | None = Field(default=None, ge=1024, le=65535)
+    """With ``udp_port_max``: the UDP range media uses, so a firewall can open exactly that."""
+    udp_port_max: int | None = Field(default=None, ge=1024, le=65535)
+    room_max_participants: int = Field(default=8, ge=2, le=32)
+    """The relay forwards every stream to every participant: cost grows with the square of this."""
+
+    @model_validator(mode="after")
+    def _port_range(self) -> MediaConfig:
+        if (self.udp_port_min is None) != (self.udp_port_max is None):
+            missing = "udp_port_max" if self.udp_port_max is None else "udp_port_min"
+            other = "udp_port_min" if missing == "udp_port_max" else "udp_port_max"
+            _fail(f"required when {other} is set", missing)
+        if self.udp_port_min is not None and self.udp_port_max is not None and self.udp_port_min > self.udp_port_max:
+            _fail(f"must be ≥ udp_port_min ({self.udp_port_min}) (got {self.udp_port_max})", "udp_port_max")
+        return self
+
+
+class StoreConfig(_Section):
+    """Where rooms and sessions are kept: embedded on disk, or Redis when several servers share state."""
+
+    path: AbsolutePath = Path("data")
+    redis_url: str | None = None
+    """redis:// or rediss:// URL; unset = embedded store under ``path``."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            _fail(f"not a valid URL (got {_show(value)})")
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            _fail(f"must be a redis:// or rediss:// URL with a host (got {_show(value)})")
+        return value
+
+
+class RecordingConfig(_Section):
+    """Where consultation recordings are written."""
+
+    directory: AbsolutePath = Path("data/recordings")
+
+
+class LoggingConfig(_Section):
+    """Log verbosity."""
+
+    level: LogLevel = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().upper()
+            if value not in get_args(LogLevel):
+                _fail(f"must be one of {', '.join(get_args(LogLevel))} (got {_show(value.lower())})")
+        return value
+
+
+class Config(_Section):
+    """Everything Hoichan can be told; ``Config()`` is the all-defaults configuration.
+
+    Sections are built per ``Config`` (not at import), so relative default paths pin to the working directory then.
+    """
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def base_url(self) -> str:
+        """The URL to print for people to open: ``public_url``, else built from host, port and TLS."""
+        if self.server.public_url:
+            return self.server.public_url
+        host = self.server.host
+        if host in ("0.0.0.0", "::"):
+            host = "localhost"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self.server.tls.enabled else "http"
+        return f"{scheme}://{host}:{self.server.port}/"
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Build the ``Config`` from embedded defaults, the YAML file at ``path`` (if any) and ``env``.
+
+    Raises ``ConfigError`` (one line, naming the key) for a missing or unreadable file, bad YAML, an unknown key,
+    or a bad value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(os.path.abspath(Path(path).expanduser()))
+        data = _read_yaml(file)
+        _resolve_paths(Config, data, file.parent)
+    overrides, sources = _env_overrides(env)
+    merged = _deep_merge(data, overrides)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        problems = [_describe(error, sources) for error in exc.errors(include_url=False)]
+        raise ConfigError(*problems[0], *problems[1:]) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping: the second would silently win."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    where = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(where, "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(where, "is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(where, "not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(where, f"invalid YAML{at}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(where, f"invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(where, f"must be a mapping of sections (server, media, ...), got {_show(data)}")
+    return data
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Optional[X]`` → ``X``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _section_of(annotation: Any) -> type[_Section] | None:
+    """The section model a field holds, directly or as list items; None for a plain value."""
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) in (tuple, list):
+        annotation = _unwrap(get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, _Section):
+        return annotation
+    return None
+
+
+def _is_structured(annotation: Any) -> bool:
+    annotation = _unwrap(annotation)
+    return get_origin(annotation) in (tuple, list) or _section_of(annotation) is not None
+
+
+def _resolve_paths(model: type[_Section], data: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to the file's directory (in place, before validation)."""
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            continue
+        annotation = _unwrap(field.annotation)
+        if annotation is Path and isinstance(value, str) and value.strip():
+            expanded = Path(value.strip()).expanduser()
+            data[key] = str(expanded if expanded.is_absolute() else base / expanded)
+        elif isinstance(value, dict) and (section := _section_of(annotation)) is not None:
+            _resolve_paths(section, value, base)
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Turn ``HOICHAN_A__B=v`` variables into ``{"a": {"b": v}}``, plus which variable set which dotted key."""
+    tree: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX) or _ENV_SEPARATOR not in name[len(ENV_PREFIX) :]:
+            continue
+        parts = [part.lower() for part in name[len(ENV_PREFIX) :].split(_ENV_SEPARATOR)]
+        if not all(parts):
+            raise ConfigError(name, f"malformed name, expected {ENV_PREFIX}<SECTION>__<KEY>")
+        model: type[_Section] | None = Config
+        annotation: Any = None
+        for depth, part in enumerate(parts):
+            dotted = ".".join(parts[: depth + 1])
+            if model is None or get_origin(_unwrap(annotation)) in (tuple, list):
+                raise ConfigError(f"{dotted} (from {name})", f"unknown key: {'.'.join(parts[:depth])} has no sub-keys")
+            if part not in model.model_fields:
+                raise ConfigError(f"{dotted} (from {name})", "unknown key" + _suggest(part, model))
+            annotation = model.model_fields[part].annotation
+            model = _section_of(annotation)
+        dotted = ".".join(parts)
+        value: Any = env[name]
+        if _is_structured(annotation) and value.strip():
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                is_list = get_origin(_unwrap(annotation)) in (tuple, list)
+                shape = 'a JSON list, e.g. ["a", "b"]' if is_list else 'a JSON object, e.g. {"key": "value"}'
+                raise ConfigError(f"{dotted} (from {name})", f"must be {shape} ({exc.msg})") from None
+        node = tree
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = value
+        sources[dotted] = name
+    return tree, sources
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` wins key by key; mappings merge, anything else replaces (lists included)."""
+    out = dict(base)
+    for key, value in override.items():
+        current = out.get(key)
+        if isinstance(value, Mapping) and (isinstance(current, Mapping) or current is None):
+            out[key] = _deep_merge(dict(current or {}), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _suggest(key: Any, model: type[_Section] | None) -> str:
+    if model is None:
+        return ""
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(key).lower(), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
+
+
+def _model_at(loc: Sequence[str | int]) -> type[_Section] | None:
+    model: type[_Section] | None = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        model = _section_of(model.model_fields[part].annotation)
+    return model
+
+
+_TYPE_WORDS = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "path_type": "must be a path",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping of keys",
+    "model_attributes_type": "must be a mapping of keys",
+    "dict_type": "must be a mapping of keys",
+}
+_BOUNDS = {
+    "greater_than_equal": ("≥", "ge"),
+    "less_than_equal": ("≤", "le"),
+    "greater_than": (">", "gt"),
+    "less_than": ("<", "lt"),
+}
+
+
+def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[str, str]:
+    """One pydantic error → ``(dotted key, what is wrong)`` in an operator's words."""
+    loc: list[str | int] = list(error["loc"])
+    kind: str = error["type"]
+    ctx: Mapping[str, Any] = error.get("ctx") or {}
+    got = error.get("input")
+    if kind == _ERROR_TYPE:
+        if ctx.get("key"):
+            loc.append(ctx["key"])
+        problem = str(ctx["problem"])
+    elif kind == "extra_forbidden":
+        problem = "unknown key" + _suggest(loc[-1], _model_at(loc[:-1]))
+    elif kind == "missing":
+        problem = "required"
+    elif kind in _BOUNDS:
+        symbol, name = _BOUNDS[kind]
+        bound = ctx.get(name)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        problem = f"must be {symbol} {bound} (got {_show(got)})"
+    elif kind == "too_short" and isinstance(got, (list, tuple)) and not got:
+        problem = "must not be empty"
+    elif kind in _TYPE_WORDS:
+        problem = f"{_TYPE_WORDS[kind]} (got {_show(got)})"
+    else:
+        message = str(error.get("msg", kind))
+        problem = message[:1].lower() + message[1:]
+    key = _dotted(loc) or "(top level)"
+    dotted_plain = ".".join(str(part) for part in loc if isinstance(part, str))
+    for prefix, variable in sources.items():
+        if dotted_plain == prefix or dotted_plain.startswith(prefix + "."):
+            key += f" (from {variable})"
+            break
+    return key, problem

@@ -1,0 +1,271 @@
+"""socket.io event handlers: validate, check who may do what, then call rooms and media.
+
+Every inbound event is validated against its schema before anything changes; a bad one gets an ``error``
+event back and changes nothing. Events of one socket are handled in order (an answer before the candidates
+that follow it), events of different sockets concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, TypeVar
+
+import socketio
+from pydantic import ValidationError
+
+from media.errors import MediaError
+from media.service import MediaService
+
+from . import schemas
+from .auth import Authenticator, Identity
+from .rooms import Participant, RoomRegistry
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=schemas.Message)
+
+
+class SignalingError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+class SignalingEvents:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        media: MediaService,
+        authenticator: Authenticator,
+        ice_servers: list[dict[str, Any]],
+        max_message_bytes: int,
+        room_max_participants: int,
+        reconnect_grace_seconds: float,
+    ) -> None:
+        self.sio = sio
+        self.media = media
+        self.registry = RoomRegistry()
+        self._authenticator = authenticator
+        self._ice_servers = ice_servers
+        self._max_message_bytes = max_message_bytes
+        self._room_max = room_max_participants
+        self._grace = reconnect_grace_seconds
+        self._identities: dict[str, Identity] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        sio.on("connect", self.on_connect)
+        sio.on("disconnect", self.on_disconnect)
+        self._route("join", schemas.Join, self.on_join, needs_participant=False)
+        self._route("answer", schemas.Sdp, self.on_answer)
+        self._route("offer", schemas.Sdp, self.on_offer)
+        self._route("candidate", schemas.Candidate, self.on_candidate)
+        self._route("media-state", schemas.MediaState, self.on_media_state)
+        self._route("restart-media", schemas.Empty, self.on_restart_media)
+        self._route("leave", schemas.Empty, self.on_leave)
+        sio.on("*", self.on_unknown)
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _route(
+        self,
+        event: str,
+        schema: type[M],
+        handler: Callable[..., Awaitable[Any]],
+        needs_participant: bool = True,
+    ) -> None:
+        async def dispatch(sid: str, data: Any = None) -> Any:
+            lock = self._locks.setdefault(sid, asyncio.Lock())
+            async with lock:
+                try:
+                    message = self._parse(schema, data)
+                    if needs_participant:
+                        participant = self.registry.by_sid.get(sid)
+                        if participant is None:
+                            raise SignalingError("not-joined", "join a room first")
+                        return await handler(sid, participant, message)
+                    return await handler(sid, message)
+                except (SignalingError, MediaError) as exc:
+                    return await self._fail(sid, event, exc.code, exc.message)
+                except Exception:
+                    logger.exception("event %s from %s failed", event, sid)
+                    return await self._fail(sid, event, "internal", "the server could not handle this message")
+
+        self.sio.on(event, dispatch)
+
+    def _parse(self, schema: type[M], data: Any) -> M:
+        if data is None:
+            data = {}
+        try:
+            size = len(json.dumps(data))
+        except (TypeError, ValueError):
+            raise SignalingError("invalid-payload", "payload is not JSON") from None
+        if size > self._max_message_bytes:
+            raise SignalingError(
+                "payload-too-large", f"payload is {size} bytes; the limit is {self._max_message_bytes}"
+            )
+        if not isinstance(data, dict):
+            raise SignalingError("invalid-payload", "payload must be a JSON object")
+        try:
+            return schema.model_validate(data)
+        except ValidationError as exc:
+            raise SignalingError("invalid-payload", _describe(exc)) from None
+
+    async def _fail(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
+        error = {"code": code, "message": message, "event": event}
+        await self.sio.emit("error", error, to=sid)
+        return {"ok": False, "error": error}
+
+    async def notify(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Media's way to reach a participant (offers, connection failures)."""
+        participant = self.registry.get(participant_id)
+        if participant is None:
+            return
+        if event == "offer":
+            participant.pending_offer = payload
+        if participant.sid is not None:
+            await self.sio.emit(event, payload, to=participant.sid)
+
+    async def _broadcast(self, participant: Participant, event: str, payload: dict[str, Any]) -> None:
+        for other in self.registry.members(participant.room_id):
+            if other is not participant and other.sid is not None:
+                await self.sio.emit(event, payload, to=other.sid)
+
+    # -- connection lifecycle -----------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        identity = self._authenticator.authenticate(environ, auth)
+        if identity is None:
+            return False
+        self._identities[sid] = identity
+        return True
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._identities.pop(sid, None)
+        self._locks.pop(sid, None)
+        participant = self.registry.detach(sid)
+        if participant is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._expiry[participant.id] = loop.call_later(
+            self._grace, lambda: asyncio.ensure_future(self._expire(participant))
+        )
+
+    async def _expire(self, participant: Participant) -> None:
+        self._expiry.pop(participant.id, None)
+        if participant.sid is None and self.registry.get(participant.id) is participant:
+            logger.info("participant %s did not come back; removing", participant.id)
+            await self._remove(participant)
+
+    async def _remove(self, participant: Participant) -> None:
+        self.registry.remove(participant)
+        timer = self._expiry.pop(participant.id, None)
+        if timer is not None:
+            timer.cancel()
+        await self._broadcast(participant, "peer-left", {"id": participant.id})
+        await self.media.leave(participant.id)
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    async def on_join(self, sid: str, message: schemas.Join) -> dict[str, Any]:
+        if sid in self.registry.by_sid:
+            raise SignalingError("invalid-payload", "this connection has already joined a room")
+        identity = self._identities.get(sid)
+        if identity is None:
+            raise SignalingError("not-joined", "connection is not authenticated")
+        if message.resume is not None:
+            return await self._resume(sid, message)
+        if len(self.registry.members(message.room)) >= self._room_max:
+            raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
+        participant = self.registry.add(message.room, message.name, message.facility, identity, sid)
+        peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
+        await self._broadcast(participant, "peer-joined", participant.public())
+        asyncio.ensure_future(self._start_media(participant))
+        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id)
+        return self._welcome(participant, peers)
+
+    async def _start_media(self, participant: Participant) -> None:
+        try:
+            await self.media.join(participant.room_id, participant.id)
+            if self.registry.get(participant.id) is not participant:  # left while media was starting
+                await self.media.leave(participant.id)
+        except Exception:
+            logger.exception("media join failed for %s", participant.id)
+            if participant.sid is not None:
+                await self._fail(participant.sid, "join", "internal", "media session could not start")
+
+    async def _resume(self, sid: str, message: schemas.Join) -> dict[str, Any]:
+        participant = self.registry.by_resume_token(message.resume or "")
+        if participant is None or participant.room_id != message.room:
+            raise SignalingError("bad-resume", "this session has ended; join again")
+        timer = self._expiry.pop(participant.id, None)
+        if timer is not None:
+            timer.cancel()
+        if participant.sid is not None and participant.sid != sid:
+            await self.sio.disconnect(participant.sid)
+        self.registry.attach(participant, sid)
+        peers = [p.public() for p in self.registry.members(participant.room_id) if p is not participant]
+        if participant.pending_offer is not None:
+            asyncio.ensure_future(self.sio.emit("offer", participant.pending_offer, to=sid))
+        logger.info("participant %s resumed", participant.id)
+        return self._welcome(participant, peers)
+
+    def _welcome(self, participant: Participant, peers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "self": participant.public(),
+            "peers": peers,
+            "resumeToken": participant.resume_token,
+            "iceServers": self._ice_servers,
+        }
+
+    async def on_answer(self, sid: str, participant: Participant, message: schemas.Sdp) -> dict[str, Any]:
+        await self.media.answer(participant.id, message.sdp)
+        participant.pending_offer = None
+        return {"ok": True}
+
+    async def on_offer(self, sid: str, participant: Participant, message: schemas.Sdp) -> dict[str, Any]:
+        answer = await self.media.offer(participant.id, message.sdp)
+        await self.sio.emit("answer", {"sdp": answer}, to=sid)
+        return {"ok": True}
+
+    async def on_candidate(self, sid: str, participant: Participant, message: schemas.Candidate) -> dict[str, Any]:
+        await self.media.candidate(participant.id, message.candidate, message.sdpMid, message.sdpMLineIndex)
+        return {"ok": True}
+
+    async def on_media_state(self, sid: str, participant: Participant, message: schemas.MediaState) -> dict[str, Any]:
+        participant.audio_muted = message.audioMuted
+        participant.video_off = message.videoOff
+        await self._broadcast(participant, "peer-updated", participant.public())
+        return {"ok": True}
+
+    async def on_restart_media(self, sid: str, participant: Participant, message: schemas.Empty) -> dict[str, Any]:
+        participant.pending_offer = None
+        await self.media.restart(participant.id)
+        return {"ok": True}
+
+    async def on_leave(self, sid: str, participant: Participant, message: schemas.Empty) -> dict[str, Any]:
+        await self._remove(participant)
+        return {"ok": True}
+
+    async def on_unknown(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._fail(sid, event[:64], "unknown-event", f"unknown event {event[:64]!r}")
+
+    def room_summary(self, room_id: Optional[str] = None) -> list[dict[str, Any]]:
+        rooms = [room_id] if room_id is not None else sorted(self.registry.rooms)
+        return [
+            {"id": r, "participants": [p.public() for p in self.registry.members(r)]}
+            for r in rooms
+            if r in self.registry.rooms
+        ]

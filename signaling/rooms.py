@@ -1,0 +1,88 @@
+"""Signaling's view of rooms: who is in which room, on which socket, and how to resume them."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .auth import Identity
+
+
+@dataclass
+class Participant:
+    id: str
+    room_id: str
+    name: str
+    facility: str
+    identity: Identity
+    resume_token: str
+    sid: Optional[str] = None
+    audio_muted: bool = False
+    video_off: bool = False
+    pending_offer: Optional[dict[str, Any]] = field(default=None, repr=False)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "facility": self.facility,
+            "audioMuted": self.audio_muted,
+            "videoOff": self.video_off,
+        }
+
+
+class RoomRegistry:
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, Participant]] = {}
+        self.by_sid: dict[str, Participant] = {}
+        self._by_token: dict[str, Participant] = {}
+        self._by_id: dict[str, Participant] = {}
+
+    def add(self, room_id: str, name: str, facility: str, identity: Identity, sid: str) -> Participant:
+        participant = Participant(
+            id=uuid.uuid4().hex[:12],
+            room_id=room_id,
+            name=name,
+            facility=facility,
+            identity=identity,
+            resume_token=secrets.token_urlsafe(24),
+            sid=sid,
+        )
+        self.rooms.setdefault(room_id, {})[participant.id] = participant
+        self.by_sid[sid] = participant
+        self._by_token[participant.resume_token] = participant
+        self._by_id[participant.id] = participant
+        return participant
+
+    def by_resume_token(self, token: str) -> Optional[Participant]:
+        return self._by_token.get(token)
+
+    def attach(self, participant: Participant, sid: str) -> None:
+        if participant.sid is not None:
+            self.by_sid.pop(participant.sid, None)
+        participant.sid = sid
+        self.by_sid[sid] = participant
+
+    def detach(self, sid: str) -> Optional[Participant]:
+        participant = self.by_sid.pop(sid, None)
+        if participant is not None:
+            participant.sid = None
+        return participant
+
+    def remove(self, participant: Participant) -> None:
+        room = self.rooms.get(participant.room_id, {})
+        room.pop(participant.id, None)
+        if not room:
+            self.rooms.pop(participant.room_id, None)
+        if participant.sid is not None:
+            self.by_sid.pop(participant.sid, None)
+        self._by_token.pop(participant.resume_token, None)
+        self._by_id.pop(participant.id, None)
+
+    def members(self, room_id: str) -> list[Participant]:
+        return list(self.rooms.get(room_id, {}).values())
+
+    def get(self, participant_id: str) -> Optional[Participant]:
+        return self._by_id.get(participant_id)

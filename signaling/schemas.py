@@ -1,0 +1,44 @@
+"""Schemas of every inbound socket.io message. Strict: wrong types are errors, unknown fields are errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_SDP_CHARS = 60_000  # a 9-party offer is ≈ 25 kB; anything much larger is not an SDP we produce or accept
+
+RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+FacilityName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Join(Message):
+    room: RoomId
+    name: DisplayName
+    facility: FacilityName = ""
+    resume: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
+
+
+class Sdp(Message):
+    sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class Candidate(Message):
+    candidate: Annotated[str, StringConstraints(max_length=1024)]
+    sdpMid: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
+    sdpMLineIndex: Optional[Annotated[int, Field(ge=0, le=1024)]] = None
+    usernameFragment: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
+
+
+class MediaState(Message):
+    audioMuted: bool
+    videoOff: bool
+
+
+class Empty(Message):
+    pass

@@ -1,0 +1,64 @@
+"""The aiortc/aioice internals the relay relies on. If an upgrade moves any of them, these fail first."""
+
+from __future__ import annotations
+
+import aioice.ice
+import aiortc
+import pytest
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+
+from media import hooks
+from media.transport import ForwardedTrack
+
+
+def test_pinned_versions_are_installed() -> None:
+    hooks.check_versions()
+    assert aiortc.__version__ == hooks.PINNED_AIORTC
+
+
+async def test_receiver_and_sender_expose_what_the_hooks_replace() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        published = pc.addTransceiver("video", direction="recvonly")
+        consumer = pc.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+        seen = []
+
+        async def on_packet(packet: object) -> None:
+            seen.append(packet)
+
+        hooks.tap_receiver(published.receiver, on_packet)  # type: ignore[arg-type]
+        assert isinstance(published.receiver._RTCRtpReceiver__jitter_buffer, hooks._PacketTap)  # type: ignore[attr-defined]
+
+        calls = []
+        hooks.hook_sender(consumer.sender, lambda: calls.append("pli"), on_packet)  # type: ignore[arg-type]
+        consumer.sender._send_keyframe()
+        assert calls == ["pli"]
+
+        report = hooks.SenderReportState(consumer.sender)
+        report.sent(ntp_timestamp=123, rtp_timestamp=456, payload_bytes=1000)
+        assert (report.packets, report.octets) == (1, 1000)
+        assert consumer.sender._RTCRtpSender__rtp_timestamp == 456  # type: ignore[attr-defined]
+        assert hooks.extension_ids(consumer.sender.transport) == (None, None)
+        assert hooks.negotiated_codecs(consumer) == []
+    finally:
+        await pc.close()
+
+
+def test_missing_internals_fail_loudly() -> None:
+    class NotAReceiver:
+        async def _handle_rtp_packet(self, packet: object, arrival_time_ms: int) -> None: ...
+
+    async def on_packet(packet: object) -> None: ...
+
+    with pytest.raises(hooks.IncompatibleAiortc):
+        hooks.tap_receiver(NotAReceiver(), on_packet)  # type: ignore[arg-type]
+
+
+def test_host_addresses_can_be_restricted() -> None:
+    original = aioice.ice.get_host_addresses
+    try:
+        hooks.restrict_host_addresses(["127.0.0.1", "::1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
+    finally:
+        aioice.ice.get_host_addresses = original

@@ -1,0 +1,141 @@
+"""Test helpers: a real Hoichan server in a subprocess, media sources for aiortc participants, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack, VideoStreamTrack
+from av import AudioFrame, VideoFrame
+
+from media import hooks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# aioice leaves loopback out of host candidates; everything in these tests stays on 127.0.0.1.
+hooks.restrict_host_addresses(["127.0.0.1"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``hoichan serve`` in a subprocess, on a free port, with its own data directory."""
+
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "HOICHAN_SERVER__PORT": str(self.port),
+            "HOICHAN_SERVER__HOST": "127.0.0.1",
+            "HOICHAN_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
+            "HOICHAN_STORE__PATH": str(tmp / "data"),
+            "HOICHAN_RECORDING__DIRECTORY": str(tmp / "data" / "recordings"),
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "server.log"
+
+    def start(self) -> None:
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(self.url + path) as response:
+                if response.content_type == "application/json":
+                    return response.status, await response.json()
+                return response.status, await response.text()
+
+
+class PatternVideoTrack(VideoStreamTrack):
+    """640×480 frames whose content changes every frame (so the encoder sends real data)."""
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self._n = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self._n += 1
+        image = np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        image[:, :, 0] = (np.arange(self.width, dtype=np.uint16)[None, :] + self._n * 4) % 256
+        image[:, :, 1] = (np.arange(self.height, dtype=np.uint16)[:, None] * 2) % 256
+        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class ToneAudioTrack(MediaStreamTrack):
+    """A 440 Hz tone in real time: 20 ms frames of 960 samples at 48 kHz, what Opus packs one per packet."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._samples = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            await asyncio.sleep(max(0.0, self._start + self._samples / 48000 - time.monotonic()))
+        t = (np.arange(960) + self._samples) / 48000
+        data = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._samples, fractions.Fraction(1, 48000)
+        self._samples += 960
+        return frame
+
+
+async def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true; fail the test with its name if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,27 @@
+// Inline SVG icons (drawn for Hoichan; stroke = currentColor so CSS controls colour). Inline because the page
+// must work with no network beyond our own server, and a handful of icons do not justify a sprite file.
+
+const svg = (body) =>
+  `<svg class="icon" viewBox="0 0 24 24" width="24" height="24" fill="none" stroke="currentColor" ` +
+  `stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">${body}</svg>`;
+
+const micBody = '<rect x="9" y="2.5" width="6" height="11" rx="3"/><path d="M5.5 10.5a6.5 6.5 0 0 0 13 0"/>' +
+  '<path d="M12 17v4M8.5 21h7"/>';
+const camBody = '<rect x="2.5" y="6" width="13" height="12" rx="2"/><path d="M15.5 10.5 21.5 7v10l-6-3.5z"/>';
+const slash = '<path d="M3 3l18 18"/>';
+
+export const icons = {
+  mic: svg(micBody),
+  micOff: svg(micBody + slash),
+  camera: svg(camBody),
+  cameraOff: svg(camBody + slash),
+  // Handset tipped down: the universal "end call".
+  leave: svg('<path d="M3 14.5c5-4.7 13-4.7 18 0l-2.2 2.6-3.3-1.3v-2.6a11 11 0 0 0-7 0v2.6l-3.3 1.3z" ' +
+    'fill="currentColor" stroke-width="1.2"/>'),
+  link: svg('<path d="M10 14a4 4 0 0 0 5.7 0l3.5-3.5a4 4 0 0 0-5.7-5.7L12 6.3"/>' +
+    '<path d="M14 10a4 4 0 0 0-5.7 0l-3.5 3.5a4 4 0 0 0 5.7 5.7l1.5-1.5"/>'),
+  retry: svg('<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>'),
+  speaker: svg('<path d="M4 9.5h4l5-4v13l-5-4H4z"/><path d="M16.5 9a4 4 0 0 1 0 6M19 6.5a7.5 7.5 0 0 1 0 11"/>'),
+  close: svg('<path d="M6 6l12 12M18 6 6 18"/>'),
+  warning: svg('<path d="M12 3 2 20h20z"/><path d="M12 10v4.5M12 17.5v.01"/>'),
+};

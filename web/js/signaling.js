@@ -1,0 +1,113 @@
+// Thin wrapper around the socket.io client: connection lifecycle, acked requests, and an outbound queue that only
+// drains while we are joined. Knows the transport, not the meaning of protocol events.
+
+import { io } from '/static/vendor/socket.io-client-4.8.4/socket.io.esm.min.js';
+
+/**
+ * @typedef {object} SignalingHandlers
+ * @property {() => void} [onConnect]                 every (re)connection of the socket
+ * @property {(reason: string) => void} [onDisconnect]
+ * @property {(err: Error) => void} [onConnectError]
+ */
+
+export class Signaling {
+  /** @param {SignalingHandlers} [handlers] */
+  constructor(handlers = {}) {
+    this.handlers = handlers;
+    // Same origin, path fixed by protocol.md. socket.io retries forever with backoff, which is what a consultation
+    // wants; the session decides when to *tell* the user it is failing.
+    this.socket = io({
+      path: '/socket.io/',
+      autoConnect: false,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+      randomizationFactor: 0.3,
+      timeout: 10000,
+    });
+    /** Joined = the server knows this socket as a participant; only then may queued messages go out. */
+    this.joined = false;
+    /** @type {{event: string, payload: object, coalesce?: string}[]} */
+    this.queue = [];
+    this.closedByUs = false;
+
+    this.socket.on('connect', () => this.handlers.onConnect?.());
+    this.socket.on('disconnect', (reason) => {
+      this.joined = false;
+      this.handlers.onDisconnect?.(reason);
+      // socket.io does not reconnect after a server-side disconnect; a consultation should unless we left.
+      if (reason === 'io server disconnect' && !this.closedByUs) this.socket.connect();
+    });
+    this.socket.on('connect_error', (err) => this.handlers.onConnectError?.(err));
+  }
+
+  get connected() {
+    return this.socket.connected;
+  }
+
+  connect() {
+    this.closedByUs = false;
+    this.socket.connect();
+  }
+
+  /** Drop the current transport and connect again now (user pressed "retry"). */
+  reconnectNow() {
+    this.closedByUs = false;
+    if (this.socket.connected) this.socket.disconnect();
+    this.socket.connect();
+  }
+
+  close() {
+    this.closedByUs = true;
+    this.joined = false;
+    this.queue = [];
+    this.socket.disconnect();
+  }
+
+  /**
+   * Subscribe to a server event.
+   * @param {string} event
+   * @param {(payload: any) => void} fn
+   */
+  on(event, fn) {
+    this.socket.on(event, fn);
+  }
+
+  /**
+   * Emit with an acknowledgement; rejects on timeout (also when the socket drops before the ack arrives).
+   * @param {string} event
+   * @param {object} payload
+   * @param {number} [timeoutMs]
+   */
+  request(event, payload, timeoutMs = 10000) {
+    return this.socket.timeout(timeoutMs).emitWithAck(event, payload);
+  }
+
+  /**
+   * Send now if joined, else queue until the next successful (re)join. socket.io's own buffer would flush before
+   * our resume `join` and the server would answer `not-joined`, hence our own queue.
+   * @param {string} event
+   * @param {object} payload
+   * @param {{coalesce?: string}} [opts] messages with the same coalesce key replace each other while queued
+   */
+  send(event, payload, opts = {}) {
+    if (this.joined && this.socket.connected) {
+      this.socket.emit(event, payload);
+      return;
+    }
+    if (opts.coalesce) this.queue = this.queue.filter((m) => m.coalesce !== opts.coalesce);
+    this.queue.push({ event, payload, coalesce: opts.coalesce });
+  }
+
+  /** Mark the socket as joined and flush what was queued meanwhile. */
+  setJoined() {
+    this.joined = true;
+    const pending = this.queue;
+    this.queue = [];
+    for (const m of pending) this.socket.emit(m.event, m.payload);
+  }
+
+  /** Forget queued messages (they belonged to a peer connection or participant that no longer exists). */
+  clearQueue(predicate = () => true) {
+    this.queue = this.queue.filter((m) => !predicate(m));
+  }
+}

@@ -1,0 +1,203 @@
+// DOM for participant tiles: one <div class="tile" data-participant-id> per remote participant, with video,
+// name + facility, a muted-mic badge and a camera-off placeholder. Also used for the local preview.
+
+import { icons } from './icons.js';
+import { t } from './i18n.js';
+
+/** @typedef {import('./session.js').Participant} Participant */
+/** @typedef {import('./peer.js').ParticipantTracks} ParticipantTracks */
+
+/** Initials for the placeholder avatar; skips titles like "BS." / "Dr.". */
+export function initials(name) {
+  const words = name.trim().split(/\s+/).filter((w) => w && !w.endsWith('.'));
+  if (!words.length) return '?';
+  const first = words[0][0];
+  const last = words.length > 1 ? words[words.length - 1][0] : '';
+  return (first + last).toUpperCase();
+}
+
+/** One tile's DOM and media. */
+export class Tile {
+  /**
+   * @param {{id?: string, local?: boolean}} opts
+   */
+  constructor({ id, local = false } = {}) {
+    const el = document.createElement('div');
+    el.className = local ? 'tile tile-local' : 'tile';
+    if (id) el.dataset.participantId = id;
+    el.innerHTML = `
+      <video playsinline autoplay></video>
+      <div class="tile-placeholder">
+        <div class="avatar" aria-hidden="true"></div>
+        <div class="placeholder-text"></div>
+      </div>
+      <div class="tile-label">
+        <span class="mic-off-badge" hidden>${icons.micOff}</span>
+        <span class="tile-name"></span>
+        <span class="tile-facility"></span>
+      </div>`;
+    this.el = el;
+    this.local = local;
+    this.video = /** @type {HTMLVideoElement} */ (el.querySelector('video'));
+    if (local) this.video.muted = true; // never play our own mic back
+    this.micBadge = /** @type {HTMLElement} */ (el.querySelector('.mic-off-badge'));
+    this.nameEl = /** @type {HTMLElement} */ (el.querySelector('.tile-name'));
+    this.facilityEl = /** @type {HTMLElement} */ (el.querySelector('.tile-facility'));
+    this.avatar = /** @type {HTMLElement} */ (el.querySelector('.avatar'));
+    this.placeholderText = /** @type {HTMLElement} */ (el.querySelector('.placeholder-text'));
+    /** @type {Participant|{name: string, facility: string, audioMuted: boolean, videoOff: boolean}} */
+    this.info = { name: '', facility: '', audioMuted: false, videoOff: false };
+    /** @type {ParticipantTracks} */
+    this.tracks = { audio: null, video: null };
+    this.trackListeners = new AbortController();
+    this.render();
+  }
+
+  /** @param {Partial<Participant>} info */
+  setInfo(info) {
+    this.info = { ...this.info, ...info };
+    this.render();
+  }
+
+  /**
+   * Attach tracks (replacing the stream only when the tracks actually changed, so video does not flicker).
+   * @param {ParticipantTracks} tracks
+   * @param {(video: HTMLVideoElement) => void} play
+   */
+  setTracks(tracks, play) {
+    if (tracks.audio === this.tracks.audio && tracks.video === this.tracks.video) return;
+    this.tracks = { ...tracks };
+    this.trackListeners.abort();
+    this.trackListeners = new AbortController();
+    const list = [tracks.audio, tracks.video].filter(Boolean);
+    this.video.srcObject = list.length ? new MediaStream(list) : null;
+    // A remote video track is "muted" until packets arrive (and again if they stop): show the placeholder then.
+    if (tracks.video) {
+      for (const type of ['mute', 'unmute', 'ended']) {
+        tracks.video.addEventListener(type, () => this.render(), { signal: this.trackListeners.signal });
+      }
+    }
+    if (list.length) play(this.video);
+    this.render();
+  }
+
+  /** Local preview: the camera stream as is. @param {MediaStream} stream */
+  setLocalStream(stream) {
+    this.video.srcObject = stream;
+    this.video.play().catch(() => { /* muted video always may autoplay; ignore aborted plays */ });
+    this.render();
+  }
+
+  render() {
+    const { name, facility, audioMuted, videoOff } = this.info;
+    this.nameEl.textContent = this.local ? `${t('room.you')}${name ? ` · ${name}` : ''}` : name;
+    this.facilityEl.textContent = facility || '';
+    this.facilityEl.hidden = !facility;
+    this.avatar.textContent = initials(name || '?');
+    this.micBadge.hidden = !audioMuted;
+    this.micBadge.title = t('tile.micMuted');
+    this.micBadge.setAttribute('aria-label', t('tile.micMuted'));
+
+    const video = this.local ? this.video.srcObject?.getVideoTracks?.()[0] : this.tracks.video;
+    const flowing = !!video && video.readyState === 'live' && !video.muted;
+    const showPlaceholder = videoOff || !flowing;
+    this.el.dataset.videoOff = String(!!videoOff);
+    this.el.dataset.audioMuted = String(!!audioMuted);
+    this.el.classList.toggle('show-placeholder', showPlaceholder);
+    this.placeholderText.textContent = videoOff ? t('tile.cameraOff') : t('tile.waitingVideo');
+  }
+
+  destroy() {
+    this.trackListeners.abort();
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
+
+/** The grid of remote tiles. */
+export class TileGrid {
+  /**
+   * @param {HTMLElement} container
+   * @param {{onAutoplayBlocked?: () => void, onCountChange?: (n: number) => void}} [hooks]
+   */
+  constructor(container, hooks = {}) {
+    this.container = container;
+    this.hooks = hooks;
+    /** @type {Map<string, Tile>} */
+    this.tiles = new Map();
+    /** Latest participant → tracks snapshot, kept so a tile created later still gets its media. */
+    /** @type {Map<string, ParticipantTracks>} */
+    this.media = new Map();
+    /** Until the user interacts, Chrome may refuse to autoplay with sound; we then play muted and ask. */
+    this.audioBlocked = false;
+    this._play = (video) => this._tryPlay(video);
+    document.addEventListener('hoichan:lang', () => this.renderAll());
+  }
+
+  /** @param {Participant} participant */
+  upsert(participant) {
+    let tile = this.tiles.get(participant.id);
+    if (!tile) {
+      tile = new Tile({ id: participant.id });
+      this.tiles.set(participant.id, tile);
+      this.container.append(tile.el);
+      this._countChanged();
+    }
+    tile.setInfo(participant);
+    tile.setTracks(this.media.get(participant.id) ?? { audio: null, video: null }, this._play);
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    tile.destroy();
+    this.tiles.delete(id);
+    this._countChanged();
+  }
+
+  /** Make the grid show exactly these participants. @param {Participant[]} participants */
+  reset(participants) {
+    const keep = new Set(participants.map((p) => p.id));
+    for (const id of [...this.tiles.keys()]) if (!keep.has(id)) this.remove(id);
+    for (const p of participants) this.upsert(p);
+  }
+
+  /** Apply a full participant → tracks snapshot from the peer connection. @param {Map<string, ParticipantTracks>} media */
+  setMedia(media) {
+    this.media = media;
+    for (const [id, tile] of this.tiles) tile.setTracks(media.get(id) ?? { audio: null, video: null }, this._play);
+  }
+
+  renderAll() {
+    for (const tile of this.tiles.values()) tile.render();
+  }
+
+  /** User gesture: un-mute every tile that had to start muted. */
+  unlockAudio() {
+    this.audioBlocked = false;
+    for (const tile of this.tiles.values()) {
+      tile.video.muted = false;
+      tile.video.play().catch((err) => console.warn('play after unlock failed', err));
+    }
+  }
+
+  /** @param {HTMLVideoElement} video */
+  _tryPlay(video) {
+    video.muted = this.audioBlocked;
+    video.play().catch((err) => {
+      if (err?.name !== 'NotAllowedError') return; // AbortError: a newer srcObject replaced this one
+      video.muted = true;
+      video.play().catch(() => {});
+      if (!this.audioBlocked) {
+        this.audioBlocked = true;
+        this.hooks.onAutoplayBlocked?.();
+      }
+    });
+  }
+
+  _countChanged() {
+    this.container.dataset.count = String(this.tiles.size);
+    this.hooks.onCountChange?.(this.tiles.size);
+  }
+}
