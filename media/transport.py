@@ -146,8 +146,8 @@ class PeerTransport:
             return
         try:
             parsed = candidate_from_sdp(candidate.split(":", 1)[1] if candidate.startswith("candidate:") else candidate)
-        except (ValueError, IndexError) as exc:
-            raise MediaError("invalid-payload", f"unparseable ICE candidate: {exc}") from None
+        except (ValueError, IndexError, KeyError, AssertionError):  # aiortc asserts on short candidates
+            raise MediaError("invalid-payload", "unparseable ICE candidate") from None
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         if sdp_mid is None and sdp_mline_index is None:

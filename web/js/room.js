@@ -1,0 +1,243 @@
+// Room page: wires local media, the session (protocol) and the DOM (tiles, banner, controls, overlays) together,
+// and publishes window.hoichan for automated tests.
+
+import { applyI18n, errorText, initLangToggle, t } from './i18n.js';
+import { icons } from './icons.js';
+import { LocalMedia } from './media.js';
+import { isValidFacility, isValidName, isValidRoomId, loadProfile, roomIdFromPath, saveProfile } from './params.js';
+import { Session } from './session.js';
+import { Tile, TileGrid } from './tiles.js';
+import { Banner } from './banner.js';
+import { toast } from './toast.js';
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** @type {Session|null} */
+let session = null;
+
+// Test contract (see web/README.md): always reflects the live objects.
+const hoichan = {
+  get pc() { return session?.pc ?? null; },
+  get state() { return session?.state ?? document.body.dataset.state ?? 'connecting'; },
+  get participantId() { return session?.participantId ?? null; },
+  get peers() { return session?.peers ?? {}; },
+  get room() { return roomId; },
+  get session() { return session; },
+  get socket() { return session?.signaling.socket ?? null; },
+  get localStream() { return media.stream; },
+};
+// @ts-ignore
+window.hoichan = hoichan;
+
+initLangToggle($('lang-toggle'));
+applyI18n();
+$('copy-link').querySelector('.copy-icon').innerHTML = icons.link;
+
+const banner = new Banner($('banner'), () => session?.retry());
+
+const roomId = roomIdFromPath();
+const media = new LocalMedia();
+
+if (!roomId || !isValidRoomId(roomId)) {
+  $('invalid-overlay').hidden = false;
+  banner.set('failed');
+} else {
+  main(roomId);
+}
+
+/** @param {string} room */
+async function main(room) {
+  $('room-id').textContent = room;
+  document.title = `${room} · Hoichan`;
+
+  // Self view and controls work before joining, so the doctor can check the camera while typing a name.
+  const selfTile = new Tile({ local: true });
+  $('self-view').append(selfTile.el);
+  const grid = new TileGrid($('grid'), {
+    onAutoplayBlocked: () => toast(t('audio.unlock'), {
+      timeoutMs: 0, action: { label: t('audio.unlock'), onClick: () => grid.unlockAudio() },
+    }),
+    onCountChange: (n) => {
+      $('stage').dataset.count = String(n);
+      $('empty').hidden = n > 0;
+    },
+  });
+  // Any click is a user gesture that lets audio play.
+  document.addEventListener('click', () => { if (grid.audioBlocked) grid.unlockAudio(); });
+
+  const renderSelf = () => {
+    selfTile.setInfo({
+      name: session?.name ?? '',
+      facility: session?.facility ?? '',
+      audioMuted: media.audioMuted,
+      videoOff: media.videoOff,
+    });
+  };
+  media.addEventListener('change', () => { renderSelf(); renderControls(); });
+  media.addEventListener('device-lost', (e) => {
+    toast(t(e.detail.kind === 'video' ? 'media.cameraLost' : 'media.micLost'), { kind: 'error' });
+  });
+  document.addEventListener('hoichan:lang', () => { renderSelf(); renderControls(); renderMediaNotice(); });
+  wireControls();
+  renderControls();
+
+  media.acquire().then(() => {
+    selfTile.setLocalStream(media.stream);
+    renderSelf();
+    renderMediaNotice();
+  });
+
+  const params = new URLSearchParams(location.search);
+  let name = (params.get('name') ?? '').trim();
+  let facility = (params.get('facility') ?? '').trim();
+  if (!isValidName(name) || !isValidFacility(facility)) {
+    ({ name, facility } = await askForName(room, name, facility));
+  }
+  saveProfile({ name, facility, room });
+
+  session = new Session({ room, name, facility, localMedia: media });
+  renderSelf();
+  wireSession(session, grid);
+  addEventListener('pagehide', () => session?.leaveNow());
+  session.start();
+}
+
+/** @param {Session} s @param {TileGrid} grid */
+function wireSession(s, grid) {
+  s.addEventListener('state', (e) => {
+    const { state, failure } = e.detail;
+    banner.set(state, failure);
+    if (state === 'left') showLeft();
+  });
+  s.addEventListener('joined', (e) => grid.reset(Object.values(e.detail.peers)));
+  s.addEventListener('peer-joined', (e) => {
+    grid.upsert(e.detail.peer);
+    if (e.detail.announce) toast(t('peer.joined', { name: e.detail.peer.name }), { kind: 'success', timeoutMs: 4000 });
+  });
+  s.addEventListener('peer-updated', (e) => grid.upsert(e.detail.peer));
+  s.addEventListener('peer-left', (e) => {
+    grid.remove(e.detail.id);
+    if (e.detail.announce) toast(t('peer.left', { name: e.detail.peer.name }), { timeoutMs: 4000 });
+  });
+  s.addEventListener('remote-media', (e) => grid.setMedia(e.detail.media));
+  s.addEventListener('server-error', (e) => {
+    const { code, message } = e.detail;
+    toast(errorText(code, message), { kind: 'error' });
+  });
+  s.addEventListener('client-error', (e) => {
+    console.error('client error', e.detail);
+    toast(errorText(e.detail.code, e.detail.message), { kind: 'error' });
+  });
+  s.addEventListener('notice', (e) => toast(t(e.detail.key)));
+}
+
+function wireControls() {
+  $('btn-mic').addEventListener('click', () => media.setAudioMuted(!media.audioMuted));
+  $('btn-cam').addEventListener('click', () => media.setVideoOff(!media.videoOff));
+  $('btn-leave').addEventListener('click', async () => {
+    if (!session) {
+      location.assign('/');
+      return;
+    }
+    await session.leave();
+  });
+  $('btn-rejoin').addEventListener('click', () => location.reload());
+  $('btn-leave').querySelector('.control-icon').innerHTML = icons.leave;
+  $('copy-link').addEventListener('click', copyLink);
+}
+
+function renderControls() {
+  const mic = $('btn-mic');
+  const cam = $('btn-cam');
+  const hasMic = media.hasLive('audio');
+  const hasCam = media.hasLive('video');
+  setControl(mic, {
+    disabled: !hasMic,
+    pressed: media.audioMuted,
+    icon: media.audioMuted ? icons.micOff : icons.mic,
+    label: !hasMic ? t('control.noMic') : media.audioMuted ? t('control.unmute') : t('control.mute'),
+  });
+  setControl(cam, {
+    disabled: !hasCam,
+    pressed: media.videoOff,
+    icon: media.videoOff ? icons.cameraOff : icons.camera,
+    label: !hasCam ? t('control.noCamera') : media.videoOff ? t('control.cameraOn') : t('control.cameraOff'),
+  });
+}
+
+/**
+ * @param {HTMLElement} button
+ * @param {{disabled: boolean, pressed: boolean, icon: string, label: string}} s
+ */
+function setControl(button, s) {
+  /** @type {HTMLButtonElement} */ (button).disabled = s.disabled;
+  button.setAttribute('aria-pressed', String(s.pressed));
+  button.querySelector('.control-icon').innerHTML = s.icon;
+  button.querySelector('.control-label').textContent = s.label;
+}
+
+function renderMediaNotice() {
+  const el = $('media-notice');
+  const key = {
+    none: null, noCamera: 'media.noCamera', noMic: 'media.noMic', noDevices: 'media.none', denied: 'media.denied',
+  }[media.problem];
+  el.hidden = !key;
+  if (!key) return;
+  el.querySelector('.media-notice-icon').innerHTML = icons.warning;
+  el.querySelector('.media-notice-text').textContent = t(key);
+}
+
+function showLeft() {
+  media.stop();
+  $('left-overlay').hidden = false;
+  /** @type {HTMLElement} */ ($('btn-rejoin')).focus();
+}
+
+async function copyLink() {
+  const url = `${location.origin}/room/${encodeURIComponent(roomId ?? '')}`;
+  try {
+    await navigator.clipboard.writeText(url);
+    toast(t('room.linkCopied'), { kind: 'success', timeoutMs: 3000 });
+  } catch {
+    // Clipboard needs a secure context or permission; show the link so it can be copied by hand.
+    toast(t('room.copyFailed', { url }), { timeoutMs: 15000 });
+  }
+}
+
+/**
+ * Inline form when the URL carries no (valid) name: fill from the remembered profile, resolve on submit.
+ * @returns {Promise<{name: string, facility: string}>}
+ */
+function askForName(room, name, facility) {
+  const overlay = $('join-overlay');
+  const form = /** @type {HTMLFormElement} */ ($('join-form'));
+  const nameInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('name'));
+  const facilityInput = /** @type {HTMLInputElement} */ (form.elements.namedItem('facility'));
+  const profile = loadProfile();
+  /** @type {HTMLElement} */ (form.querySelector('.join-room-id')).textContent = room;
+  nameInput.value = name || profile.name;
+  facilityInput.value = facility || profile.facility;
+  overlay.hidden = false;
+  (nameInput.value ? form.querySelector('button[type=submit]') : nameInput)?.focus();
+
+  return new Promise((resolve) => {
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const values = { name: nameInput.value.trim(), facility: facilityInput.value.trim() };
+      const nameOk = isValidName(values.name);
+      const facilityOk = isValidFacility(values.facility);
+      /** @type {HTMLElement} */ (nameInput.parentElement.querySelector('.field-error')).hidden = nameOk;
+      /** @type {HTMLElement} */ (facilityInput.parentElement.querySelector('.field-error')).hidden = facilityOk;
+      if (!nameOk) return nameInput.focus();
+      if (!facilityOk) return facilityInput.focus();
+      // Put them in the URL so a reload (or "rejoin") does not ask again.
+      const url = new URL(location.href);
+      url.searchParams.set('name', values.name);
+      if (values.facility) url.searchParams.set('facility', values.facility);
+      else url.searchParams.delete('facility');
+      history.replaceState(null, '', url);
+      overlay.hidden = true;
+      resolve(values);
+    });
+  });
+}
