@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 
+import asyncio
+import random
+import types
+
 import aioice
 import aioice.ice
 import aiortc
@@ -141,3 +145,38 @@ def restrict_host_addresses(addresses: list[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+class _PortRangeLoop:
+    """The running loop, except that UDP sockets asked for on port 0 are bound inside [low, high]."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, low: int, high: int) -> None:
+        self._loop = loop
+        self._low, self._high = low, high
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(self, factory: Any, local_addr: Any = None, **kwargs: Any) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr, **kwargs)
+        size = self._high - self._low + 1
+        first = random.randrange(size)
+        for i in range(size):
+            port = self._low + (first + i) % size
+            try:
+                return await self._loop.create_datagram_endpoint(factory, local_addr=(local_addr[0], port), **kwargs)
+            except OSError:
+                continue
+        raise OSError(f"no free UDP port in {self._low}-{self._high}")
+
+
+def restrict_udp_ports(low: int, high: int) -> None:
+    """Bind host candidates inside a UDP port range, so a hospital firewall can open exactly that range.
+
+    aioice binds port 0 and has no option for a range; it finds its loop through ``asyncio.get_running_loop``.
+    """
+    shim = types.ModuleType("asyncio_port_range")
+    shim.__dict__.update(asyncio.__dict__)
+    shim.get_running_loop = lambda: _PortRangeLoop(asyncio.get_running_loop(), low, high)  # type: ignore[attr-defined]
+    aioice.ice.asyncio = shim  # type: ignore[attr-defined]

@@ -31,9 +31,17 @@ class MediaService(Protocol):
 class LocalMediaService:
     """Routers for every room, in this process."""
 
-    def __init__(self, ice_servers: list[RTCIceServer], notify: Notify, host_addresses: list[str]) -> None:
+    def __init__(
+        self,
+        ice_servers: list[RTCIceServer],
+        notify: Notify,
+        host_addresses: list[str],
+        udp_ports: Optional[tuple[int, int]] = None,
+    ) -> None:
         hooks.check_versions()
         hooks.restrict_host_addresses(host_addresses)
+        if udp_ports is not None:
+            hooks.restrict_udp_ports(*udp_ports)
         # max-bundle: one transport from the start. aiortc's default (balanced) leaves transceivers added
         # before the first negotiation on a transport that bundling then discards.
         self._configuration = RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 
-from media.service import LocalMediaService
+from media.service import LocalMediaService, MediaService
+from media.workers import WorkerPool
 
 from . import __version__
 from .auth import GuestAuthenticator
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 EVENTS: web.AppKey[SignalingEvents] = web.AppKey("events", SignalingEvents)
-MEDIA: web.AppKey[LocalMediaService] = web.AppKey("media", LocalMediaService)
+MEDIA: web.AppKey[MediaService] = web.AppKey("media", MediaService)  # type: ignore[type-abstract]
 ROOM_ROUTE = "{room_id:[A-Za-z0-9_-]{1,64}}"
 
 
@@ -36,6 +38,30 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
             entry["credential"] = server.credential
         servers.append(entry)
     return servers
+
+
+def _media_service(config: Config, notify: Any) -> MediaService:
+    """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
+    media = config.media
+    ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
+    workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
+    if workers == 0:
+        return LocalMediaService(
+            ice_servers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+                         for s in media.ice_servers],
+            notify=notify,
+            host_addresses=list(media.ice_addresses),
+            udp_ports=ports,
+        )
+    return WorkerPool(
+        workers,
+        notify,
+        ice_servers=_ice_servers(config),
+        host_addresses=list(media.ice_addresses),
+        udp_ports=ports,
+        pin=media.pin_workers,
+        log_level=config.logging.level,
+    )
 
 
 @web.middleware
@@ -85,14 +111,7 @@ def create_app(config: Config) -> web.Application:
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await events.notify(participant_id, event, payload)
 
-    media = LocalMediaService(
-        ice_servers=[
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in config.media.ice_servers
-        ],
-        notify=notify,
-        host_addresses=list(config.media.ice_addresses),
-    )
+    media = _media_service(config, notify)
     events = SignalingEvents(
         sio,
         media,
@@ -105,9 +124,14 @@ def create_app(config: Config) -> web.Application:
     app[EVENTS] = events
     app[MEDIA] = media
 
+    async def start_media(app: web.Application) -> None:
+        if isinstance(media, WorkerPool):
+            await media.start()
+
     async def close_media(app: web.Application) -> None:
         await media.close()
 
+    app.on_startup.append(start_media)
     app.on_shutdown.append(close_media)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/rooms", list_rooms)

@@ -173,7 +173,7 @@ class _Section(BaseModel):
                 continue
             if isinstance(value, str) and not value.strip() and field.default is None:
                 out[key] = None
-            elif isinstance(value, bool) and _unwrap(field.annotation) in (int, float):
+            elif isinstance(value, bool) and _is_number_field(field.annotation):
                 _fail(f"must be a number (got {_show(value)})", key)
         return out
 
@@ -297,6 +297,10 @@ class MediaConfig(_Section):
     udp_port_max: int | None = Field(default=None, ge=1024, le=65535)
     room_max_participants: int = Field(default=8, ge=2, le=32)
     """The relay forwards every stream to every participant: cost grows with the square of this."""
+    workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    """Media worker processes, rooms spread across them; "auto" = one per core, 0 = inside the server process."""
+    pin_workers: bool = False
+    """Pin worker i to core i (a dedicated media host); leave off on machines shared with other services."""
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaConfig:
@@ -398,7 +402,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:
-        problems = [_describe(error, sources) for error in exc.errors(include_url=False)]
+        problems = _merge_alternatives([_describe(error, sources) for error in exc.errors(include_url=False)])
         raise ConfigError(*problems[0], *problems[1:]) from None
 
 
@@ -459,6 +463,17 @@ def _unwrap(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
+
+
+def _is_number_field(annotation: Any) -> bool:
+    """Whether a field takes an int or float, alone, optional, or as one member of a union."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    for member in members:
+        if get_origin(member) is Annotated:
+            member = get_args(member)[0]
+        if member in (int, float):
+            return True
+    return False
 
 
 def _section_of(annotation: Any) -> type[_Section] | None:
@@ -592,37 +607,76 @@ _BOUNDS = {
 }
 
 
-def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[str, str]:
-    """One pydantic error → ``(dotted key, what is wrong)`` in an operator's words."""
+def _describe(error: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """One pydantic error → ``(dotted key, what is wrong, the rejected value as shown or None)``, in an operator's words."""
     loc: list[str | int] = list(error["loc"])
     kind: str = error["type"]
     ctx: Mapping[str, Any] = error.get("ctx") or {}
-    got = error.get("input")
+    got: str | None = _show(error.get("input"))
     if kind == _ERROR_TYPE:
         if ctx.get("key"):
             loc.append(ctx["key"])
-        problem = str(ctx["problem"])
+        problem, got = str(ctx["problem"]), None
     elif kind == "extra_forbidden":
-        problem = "unknown key" + _suggest(loc[-1], _model_at(loc[:-1]))
+        problem, got = "unknown key" + _suggest(loc[-1], _model_at(loc[:-1])), None
     elif kind == "missing":
-        problem = "required"
+        problem, got = "required", None
     elif kind in _BOUNDS:
         symbol, name = _BOUNDS[kind]
         bound = ctx.get(name)
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
-        problem = f"must be {symbol} {bound} (got {_show(got)})"
-    elif kind == "too_short" and isinstance(got, (list, tuple)) and not got:
-        problem = "must not be empty"
+        problem = f"must be {symbol} {bound}"
+    elif kind == "too_short" and isinstance(error.get("input"), (list, tuple)) and not error.get("input"):
+        problem, got = "must not be empty", None
+    elif kind == "literal_error":
+        problem = f"must be {ctx.get('expected')}"
     elif kind in _TYPE_WORDS:
-        problem = f"{_TYPE_WORDS[kind]} (got {_show(got)})"
+        problem = _TYPE_WORDS[kind]
     else:
         message = str(error.get("msg", kind))
         problem = message[:1].lower() + message[1:]
+    loc = _key_path(loc)
     key = _dotted(loc) or "(top level)"
     dotted_plain = ".".join(str(part) for part in loc if isinstance(part, str))
     for prefix, variable in sources.items():
         if dotted_plain == prefix or dotted_plain.startswith(prefix + "."):
             key += f" (from {variable})"
             break
-    return key, problem
+    return key, problem, got
+
+
+def _key_path(loc: Sequence[str | int]) -> list[str | int]:
+    """Drop what pydantic adds to a location that is not a key, e.g. the member tags of a union (``workers.int``)."""
+    out: list[str | int] = []
+    model: type[_Section] | None = Config
+    past_leaf = False
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+        elif past_leaf:
+            continue
+        else:
+            out.append(part)
+            if model is None or part not in model.model_fields:
+                past_leaf = True
+                continue
+            model = _section_of(model.model_fields[part].annotation)
+            past_leaf = model is None
+    return out
+
+
+def _merge_alternatives(problems: Sequence[tuple[str, str, str | None]]) -> list[tuple[str, str]]:
+    """One problem per key: a union's members each fail, say so once ("must be ≥ 0 or 'auto' (got -1)")."""
+    grouped: dict[str, list[tuple[str, str | None]]] = {}
+    for key, problem, got in problems:
+        if (problem, got) not in grouped.setdefault(key, []):
+            grouped[key].append((problem, got))
+    merged: list[tuple[str, str]] = []
+    for key, alternatives in grouped.items():
+        text = alternatives[0][0]
+        for problem, _ in alternatives[1:]:
+            text += " or " + (problem.removeprefix("must be ") if text.startswith("must be ") else problem)
+        shown = next((got for _, got in alternatives if got is not None), None)
+        merged.append((key, text if shown is None else f"{text} (got {shown})"))
+    return merged

@@ -62,3 +62,21 @@ def test_host_addresses_can_be_restricted() -> None:
         assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
     finally:
         aioice.ice.get_host_addresses = original
+
+
+async def test_host_candidates_bind_inside_the_configured_udp_range() -> None:
+    original = aioice.ice.asyncio
+    try:
+        hooks.restrict_udp_ports(41000, 41009)
+        pcs = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(3)]
+        for pc in pcs:
+            pc.addTransceiver("audio")
+            await pc.setLocalDescription(await pc.createOffer())
+        ports = {int(line.split()[5]) for pc in pcs for line in pc.localDescription.sdp.splitlines()
+                 if line.startswith("a=candidate:")}
+        assert ports and all(41000 <= p <= 41009 for p in ports)
+        assert len(ports) == 3
+        for pc in pcs:
+            await pc.close()
+    finally:
+        aioice.ice.asyncio = original

@@ -314,6 +314,22 @@ def test_bad_value_gives_one_line_naming_the_key(tmp_path: Path, yaml_text: str,
     assert message.startswith(expected), message
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-1", "must be ≥ 0 or 'auto' (got -1)"),
+        ("many", "must be a whole number or 'auto' (got 'many')"),
+        ("true", "must be a number (got true)"),
+    ],
+)
+def test_union_value_error_is_one_problem_on_the_key(tmp_path: Path, value: str, expected: str) -> None:
+    """media.workers is int | "auto": both members fail, the operator gets one message on the key, not two."""
+    assert error_of(write(tmp_path / "c.yaml", f"media: {{workers: {value}}}\n")) == (
+        f"config error: media.workers: {expected}"
+    )
+    assert load_config(write(tmp_path / "ok.yaml", "media: {workers: 3}\n"), {}).media.workers == 3
+
+
 def test_config_error_exposes_key_and_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path / "c.yaml", "media: {room_max_participants: 1}\n"), {})

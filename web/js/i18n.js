@@ -26,6 +26,7 @@ export const dictionaries = {
     'form.submit': 'Vào phòng hội chẩn',
     'form.remember': 'Họ tên và cơ sở y tế được lưu trên máy này cho lần sau.',
     'form.errorRoom': 'Mã phòng không hợp lệ: chỉ dùng chữ cái không dấu, chữ số, - hoặc _.',
+    'form.errorRoomEmpty': 'Vui lòng nhập mã phòng (hoặc bấm “Tạo mã mới”).',
     'form.errorName': 'Vui lòng nhập họ tên (tối đa 80 ký tự).',
     'form.errorFacility': 'Tên cơ sở y tế tối đa 120 ký tự.',
 
@@ -114,6 +115,7 @@ export const dictionaries = {
     'form.submit': 'Join consultation room',
     'form.remember': 'Your name and facility are remembered on this computer.',
     'form.errorRoom': 'Invalid room ID: use only letters, digits, - or _.',
+    'form.errorRoomEmpty': 'Please enter a room ID (or press “New ID”).',
     'form.errorName': 'Please enter your name (up to 80 characters).',
     'form.errorFacility': 'Facility name is limited to 120 characters.',
 

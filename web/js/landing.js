@@ -43,6 +43,10 @@ form.addEventListener('submit', (e) => {
     [name, isValidName(values.name)],
     [facility, isValidFacility(values.facility)],
   ];
+  // Empty and malformed room ids get different advice.
+  const roomError = /** @type {HTMLElement} */ (room.closest('.field').querySelector('.field-error'));
+  roomError.dataset.i18n = values.room ? 'form.errorRoom' : 'form.errorRoomEmpty';
+  applyI18n(form);
   for (const [input, ok] of checks) showError(/** @type {HTMLInputElement} */ (input), !ok);
   const firstBad = checks.find(([, ok]) => !ok);
   if (firstBad) {

@@ -107,7 +107,10 @@ function wireSession(s, grid) {
   s.addEventListener('state', (e) => {
     const { state, failure } = e.detail;
     banner.set(state, failure);
-    if (state === 'left') showLeft();
+    if (state === 'left') {
+      grid.reset([]);
+      showLeft();
+    }
   });
   s.addEventListener('joined', (e) => grid.reset(Object.values(e.detail.peers)));
   s.addEventListener('peer-joined', (e) => {

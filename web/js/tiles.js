@@ -197,7 +197,9 @@ export class TileGrid {
   }
 
   _countChanged() {
-    this.container.dataset.count = String(this.tiles.size);
-    this.hooks.onCountChange?.(this.tiles.size);
+    const n = this.tiles.size;
+    this.container.dataset.count = String(n);
+    this.container.dataset.cols = String(n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4);
+    this.hooks.onCountChange?.(n);
   }
 }
