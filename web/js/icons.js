@@ -15,9 +15,10 @@ export const icons = {
   micOff: svg(micBody + slash),
   camera: svg(camBody),
   cameraOff: svg(camBody + slash),
-  // Handset tipped down: the universal "end call".
-  leave: svg('<path d="M3 14.5c5-4.7 13-4.7 18 0l-2.2 2.6-3.3-1.3v-2.6a11 11 0 0 0-7 0v2.6l-3.3 1.3z" ' +
-    'fill="currentColor" stroke-width="1.2"/>'),
+  // Handset lying down: the usual "end call" sign.
+  leave: svg('<path d="M2.5 15.6c0-1 .3-1.9 1-2.6C6 10.6 9 9.5 12 9.5s6 1.1 8.5 3.5c.7.7 1 1.6 1 2.6v1.1' +
+    'c0 .8-.7 1.4-1.5 1.3l-3.2-.5c-.7-.1-1.2-.7-1.2-1.4v-2a9.7 9.7 0 0 0-7.2 0v2c0 .7-.5 1.3-1.2 1.4l-3.2.5' +
+    'c-.8.1-1.5-.5-1.5-1.3z" fill="currentColor" stroke="none"/>'),
   link: svg('<path d="M10 14a4 4 0 0 0 5.7 0l3.5-3.5a4 4 0 0 0-5.7-5.7L12 6.3"/>' +
     '<path d="M14 10a4 4 0 0 0-5.7 0l-3.5 3.5a4 4 0 0 0 5.7 5.7l1.5-1.5"/>'),
   retry: svg('<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>'),

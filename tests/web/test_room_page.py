@@ -1,0 +1,104 @@
+"""The room page in real headless Chromium (fake camera): two doctors see each other through the relay."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from support import Server, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--allow-loopback-in-peer-connection",
+]
+
+pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+INBOUND_VIDEO = """async () => {
+  const pc = window.hoichan && window.hoichan.pc;
+  if (!pc) return [];
+  const stats = await pc.getStats();
+  const out = [];
+  stats.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video')
+    out.push({framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, mid: s.mid}); });
+  return out;
+}"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+async def open_room(browser: Browser, server: Server, room: str, name: str) -> tuple[Page, list[str]]:
+    context = await browser.new_context(locale="vi-VN")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{server.url}/room/{room}?name={name}&facility=BV%20{name}")
+    return page, errors
+
+
+async def inbound(page: Page) -> list[dict[str, Any]]:
+    return await page.evaluate(INBOUND_VIDEO)  # type: ignore[no-any-return]
+
+
+async def test_two_browsers_see_each_other(browser: Browser, server: Server) -> None:
+    (a, a_errors), (b, b_errors) = [await open_room(browser, server, "browsers", n) for n in ("BacSiA", "BacSiB")]
+    for page in (a, b):
+        await page.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
+
+    async def decoded(page: Page) -> int:
+        videos = [s for s in await inbound(page) if s["frameWidth"] > 0]
+        return max((s["framesDecoded"] for s in videos), default=0)
+
+    for page in (a, b):
+        first = 0
+        for _ in range(100):
+            first = await decoded(page)
+            if first > 0:
+                break
+            await page.wait_for_timeout(100)
+        assert first > 0, await inbound(page)
+        await page.wait_for_timeout(1500)
+        assert await decoded(page) > first + 10  # framesDecoded keeps rising
+    # each page shows one remote tile, labelled with the other doctor's name
+    assert await a.locator(".tile[data-participant-id]").count() == 1
+    assert "BacSiB" in await a.locator(".tile[data-participant-id]").inner_text()
+    assert not a_errors and not b_errors
+    # leaving removes the tile on the other side
+    await b.close()
+    await wait_for_tiles(a, 0)
+
+
+async def wait_for_tiles(page: Page, count: int) -> None:
+    await page.wait_for_function(f"document.querySelectorAll('.tile[data-participant-id]').length === {count}",
+                                 timeout=30_000)
+
+
+async def test_page_speaks_vietnamese_by_default_and_english_on_request(browser: Browser, server: Server) -> None:
+    page, errors = await open_room(browser, server, "lang", "BacSi")
+    await page.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
+    assert await page.evaluate("document.documentElement.lang") == "vi"
+    body = await page.inner_text("body")
+    assert "Rời phòng" in body
+    await page.get_by_role("button", name="EN").click()
+    assert await page.evaluate("document.documentElement.lang") == "en"
+    assert "Leave" in await page.inner_text("body")
+    assert not errors
