@@ -28,16 +28,7 @@ ROOM_ROUTE = "{room_id:[A-Za-z0-9_-]{1,64}}"
 
 
 def _ice_servers(config: Config) -> list[dict[str, Any]]:
-    """ICE servers as the browser's RTCPeerConnection expects them."""
-    servers = []
-    for server in config.media.ice_servers:
-        entry: dict[str, Any] = {"urls": list(server.urls)}
-        if server.username is not None:
-            entry["username"] = server.username
-        if server.credential is not None:
-            entry["credential"] = server.credential
-        servers.append(entry)
-    return servers
+    return [server.as_rtc_dict() for server in config.media.ice_servers]
 
 
 def _media_service(config: Config, notify: Any) -> MediaService:
@@ -47,8 +38,7 @@ def _media_service(config: Config, notify: Any) -> MediaService:
     workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
     if workers == 0:
         return LocalMediaService(
-            ice_servers=[RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-                         for s in media.ice_servers],
+            ice_servers=[RTCIceServer(**s) for s in _ice_servers(config)],
             notify=notify,
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,

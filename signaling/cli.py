@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from ssl import SSLContext
 from typing import Optional
 
 from aiohttp import web
@@ -16,26 +17,14 @@ from .config import Config, ConfigError, load_config
 from .tls import ssl_context
 
 
-def _url(config: Config, secure: bool) -> str:
-    if config.server.public_url:
-        return str(config.server.public_url).rstrip("/") + "/"
-    host = config.server.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "localhost"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"{'https' if secure else 'http'}://{host}:{config.server.port}/"
-
-
-async def serve(config: Config) -> None:
-    ssl = ssl_context(config)
+async def serve(config: Config, ssl: Optional[SSLContext]) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl)
     await site.start()
-    url = _url(config, ssl is not None)
-    print(f"Hoichan đang chạy / is running: mở / open {url}room/hoi-chan-thu?name=BacSi", flush=True)
+    url = config.base_url.rstrip("/")
+    print(f"Hoichan đang chạy / is running: {url}/  (phòng thử / test room: {url}/room/hoi-chan-thu)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -53,6 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     try:
         config = load_config(args.config)
+        ssl = ssl_context(config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -61,7 +51,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, ssl))
     except OSError as exc:
         print(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
         return 1
