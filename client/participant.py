@@ -10,10 +10,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import socketio
-from aiortc import MediaStreamTrack, RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 logger = logging.getLogger(__name__)
@@ -29,9 +36,9 @@ class ReceivedTrack:
     frames: int = 0
     width: int = 0
     height: int = 0
-    first_frame_at: Optional[float] = None
-    last_frame_at: Optional[float] = None
-    task: Optional[asyncio.Task[None]] = field(default=None, repr=False)
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def consume(self) -> None:
         try:
@@ -55,7 +62,7 @@ class Participant:
         room: str,
         name: str,
         facility: str = "",
-        tracks: Optional[list[MediaStreamTrack]] = None,
+        tracks: list[MediaStreamTrack] | None = None,
         consume: bool = True,
         ssl_verify: bool = True,
     ) -> None:
@@ -65,15 +72,15 @@ class Participant:
         self.facility = facility
         self.tracks = {t.kind: t for t in tracks or []}
         self.consume = consume
-        self.id: Optional[str] = None
+        self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
         self.errors: list[dict[str, Any]] = []
         self.offers = 0
-        self.pc: Optional[RTCPeerConnection] = None
+        self.pc: RTCPeerConnection | None = None
         self.sio = socketio.AsyncClient(reconnection=True, ssl_verify=ssl_verify)
         self._configuration = self._rtc_configuration([])
-        self._resume_token: Optional[str] = None
+        self._resume_token: str | None = None
         self._track_map: dict[str, dict[str, str]] = {}
         self._joined = asyncio.Event()
         self._negotiated = asyncio.Event()
@@ -181,13 +188,13 @@ class Participant:
             await old.close()
         await self.sio.emit("restart-media", {})
 
-    def video_from(self, participant_id: str) -> Optional[ReceivedTrack]:
+    def video_from(self, participant_id: str) -> ReceivedTrack | None:
         return self._from(participant_id, "video")
 
-    def audio_from(self, participant_id: str) -> Optional[ReceivedTrack]:
+    def audio_from(self, participant_id: str) -> ReceivedTrack | None:
         return self._from(participant_id, "audio")
 
-    def _from(self, participant_id: str, kind: str) -> Optional[ReceivedTrack]:
+    def _from(self, participant_id: str, kind: str) -> ReceivedTrack | None:
         for received in self.received.values():
             if received.participant_id == participant_id and received.kind == kind:
                 return received

@@ -13,15 +13,20 @@ import logging
 import random
 import struct
 import time
-from typing import Any, Optional
+from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc import clock
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
 from . import hooks
-from .rtp import ExtensionKey, is_h264_keyframe_start, is_vp8_keyframe_start, stamp, template
+from .rtp import (
+    ExtensionKey,
+    is_h264_keyframe_start,
+    is_vp8_keyframe_start,
+    stamp,
+    template,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +53,9 @@ class Producer:
         self.epoch = 0  # bumped whenever a new upstream (peer connection) is attached
         self.packets_received = 0
         self._codecs: dict[int, Any] = {}
-        self._receiver: Optional[RTCRtpReceiver] = None
-        self._media_ssrc: Optional[int] = None
-        self._history: list[Optional[RtpPacket]] = [None] * HISTORY_SIZE
+        self._receiver: RTCRtpReceiver | None = None
+        self._media_ssrc: int | None = None
+        self._history: list[RtpPacket | None] = [None] * HISTORY_SIZE
         self._last_pli = 0.0
         self._pli_scheduled = False
         self._closed = False
@@ -76,7 +81,7 @@ class Producer:
             consumer.close()
         self.consumers.clear()
 
-    def history(self, sequence_number: int) -> Optional[RtpPacket]:
+    def history(self, sequence_number: int) -> RtpPacket | None:
         packet = self._history[sequence_number % HISTORY_SIZE]
         if packet is not None and packet.sequence_number == sequence_number:
             return packet
@@ -145,7 +150,7 @@ class Consumer:
         self._ts_offset = random.getrandbits(32)
         self._start_seq = 0
         self._next_seq = random.getrandbits(15)  # lower half: avoids SRTP rollover trouble at start
-        self._last_ts: Optional[int] = None
+        self._last_ts: int | None = None
         self._last_time = 0.0
         self._rtx_seq = random.getrandbits(15)
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)

@@ -8,12 +8,11 @@ moves any of them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Optional
-
 import asyncio
 import random
 import types
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aioice
 import aioice.ice
@@ -50,7 +49,7 @@ class _PacketTap:
     capacity = 1
 
     def __init__(self) -> None:
-        self.packet: Optional[RtpPacket] = None
+        self.packet: RtpPacket | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         self.packet = packet
@@ -121,7 +120,7 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
     return list(transceiver._codecs)
 
 
-def extension_ids(transport: RTCDtlsTransport) -> tuple[Optional[int], Optional[int]]:
+def extension_ids(transport: RTCDtlsTransport) -> tuple[int | None, int | None]:
     """(abs-send-time id, ssrc-audio-level id) negotiated on this bundle transport, None when absent."""
     ext_map: HeaderExtensionsMap = transport._rtp_header_extensions_map
     ids = ext_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]

@@ -7,14 +7,13 @@ patches payload type, sequence number, timestamp and SSRC in a copy. This is the
 from __future__ import annotations
 
 import struct
-from typing import Optional
 
 from aiortc.rtp import RtpPacket
 
 _HEADER = struct.Struct("!BBHII")
 _PATCH = struct.Struct("!BHII")
 
-ExtensionKey = tuple[Optional[int], Optional[int]]  # (abs-send-time id, audio-level id)
+ExtensionKey = tuple[int | None, int | None]  # (abs-send-time id, audio-level id)
 
 
 def is_vp8_keyframe_start(payload: bytes) -> bool:
@@ -77,7 +76,7 @@ def _extension_block(packet: RtpPacket, key: ExtensionKey, abs_send_time: int) -
     return struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
 
 
-def template(packet: RtpPacket, key: ExtensionKey, abs_send_time: int, payload: Optional[bytes] = None) -> bytes:
+def template(packet: RtpPacket, key: ExtensionKey, abs_send_time: int, payload: bytes | None = None) -> bytes:
     """Header (with placeholder pt/seq/ts/ssrc), extensions and payload of ``packet``; padding is dropped."""
     extensions = _extension_block(packet, key, abs_send_time)
     first = 0x80 | (0x10 if extensions else 0)

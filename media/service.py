@@ -6,7 +6,7 @@ interface can sit behind a Redis or HTTP hop when media runs on other nodes.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
@@ -22,7 +22,7 @@ class MediaService(Protocol):
     async def answer(self, participant_id: str, sdp: str) -> None: ...
     async def offer(self, participant_id: str, sdp: str) -> str: ...
     async def candidate(
-        self, participant_id: str, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     async def close(self) -> None: ...
@@ -36,7 +36,7 @@ class LocalMediaService:
         ice_servers: list[RTCIceServer],
         notify: Notify,
         host_addresses: list[str],
-        udp_ports: Optional[tuple[int, int]] = None,
+        udp_ports: tuple[int, int] | None = None,
     ) -> None:
         hooks.check_versions()
         hooks.restrict_host_addresses(host_addresses)
@@ -81,7 +81,7 @@ class LocalMediaService:
         return await self._router(participant_id).member(participant_id).transport.accept_offer(sdp)
 
     async def candidate(
-        self, participant_id: str, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None:
         transport = self._router(participant_id).member(participant_id).transport
         await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)

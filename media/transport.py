@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional
+from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
@@ -140,7 +140,7 @@ class PeerTransport:
             await self._after_negotiation()
             return local
 
-    async def add_candidate(self, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]) -> None:
+    async def add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         if not candidate:
             await self.pc.addIceCandidate(None)
             return

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .errors import MediaError
 from .router import Notify
@@ -29,7 +29,7 @@ class _Worker:
     generation: int
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     rooms: dict[str, set[str]] = field(default_factory=dict)
-    reader: Optional[asyncio.Task[None]] = None
+    reader: asyncio.Task[None] | None = None
 
     @property
     def participants(self) -> int:
@@ -43,7 +43,7 @@ class WorkerPool:
         notify: Notify,
         ice_servers: list[dict[str, Any]],
         host_addresses: list[str],
-        udp_ports: Optional[tuple[int, int]],
+        udp_ports: tuple[int, int] | None,
         pin: bool,
         log_level: str = "INFO",
     ) -> None:
@@ -166,7 +166,7 @@ class WorkerPool:
         return str(await self._call(self._worker_of(participant_id), "offer", participant_id=participant_id, sdp=sdp))
 
     async def candidate(
-        self, participant_id: str, candidate: str, sdp_mid: Optional[str], sdp_mline_index: Optional[int]
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None:
         await self._call(
             self._worker_of(participant_id), "candidate", participant_id=participant_id,
@@ -190,5 +190,5 @@ class WorkerPool:
         for worker in self._workers:
             try:
                 await asyncio.wait_for(worker.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 worker.process.kill()

@@ -7,21 +7,21 @@ replaces ``GuestAuthenticator`` with one that verifies a signed token; handlers 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class Identity:
-    user_id: Optional[str]
+    user_id: str | None
     role: str  # "doctor" | "technician" | "admin" | "guest"
-    facility_id: Optional[str]
+    facility_id: str | None
 
 
 class Authenticator(Protocol):
-    def authenticate(self, environ: dict[str, Any], auth: Any) -> Optional[Identity]:
+    def authenticate(self, environ: dict[str, Any], auth: Any) -> Identity | None:
         """The identity of a new socket.io connection, or None to refuse it."""
 
 
 class GuestAuthenticator:
-    def authenticate(self, environ: dict[str, Any], auth: Any) -> Optional[Identity]:
+    def authenticate(self, environ: dict[str, Any], auth: Any) -> Identity | None:
         return Identity(user_id=None, role="guest", facility_id=None)

@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 from ssl import SSLContext
-from typing import Optional
 
 from aiohttp import web
 
@@ -17,7 +16,7 @@ from .config import Config, ConfigError, load_config
 from .tls import ssl_context
 
 
-async def serve(config: Config, ssl: Optional[SSLContext]) -> None:
+async def serve(config: Config, ssl: SSLContext | None) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -33,7 +32,7 @@ async def serve(config: Config, ssl: Optional[SSLContext]) -> None:
     await runner.cleanup()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hoichan", description="Hoichan telehealth consultation server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the signaling server and media relay")

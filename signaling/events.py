@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import socketio
 from pydantic import ValidationError
@@ -262,7 +262,7 @@ class SignalingEvents:
     async def on_unknown(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
         return await self._fail(sid, event[:64], "unknown-event", f"unknown event {event[:64]!r}")
 
-    def room_summary(self, room_id: Optional[str] = None) -> list[dict[str, Any]]:
+    def room_summary(self, room_id: str | None = None) -> list[dict[str, Any]]:
         rooms = [room_id] if room_id is not None else sorted(self.registry.rooms)
         return [
             {"id": r, "participants": [p.public() for p in self.registry.members(r)]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .auth import Identity
 
@@ -18,10 +18,10 @@ class Participant:
     facility: str
     identity: Identity
     resume_token: str
-    sid: Optional[str] = None
+    sid: str | None = None
     audio_muted: bool = False
     video_off: bool = False
-    pending_offer: Optional[dict[str, Any]] = field(default=None, repr=False)
+    pending_offer: dict[str, Any] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -56,7 +56,7 @@ class RoomRegistry:
         self._by_id[participant.id] = participant
         return participant
 
-    def by_resume_token(self, token: str) -> Optional[Participant]:
+    def by_resume_token(self, token: str) -> Participant | None:
         return self._by_token.get(token)
 
     def attach(self, participant: Participant, sid: str) -> None:
@@ -65,7 +65,7 @@ class RoomRegistry:
         participant.sid = sid
         self.by_sid[sid] = participant
 
-    def detach(self, sid: str) -> Optional[Participant]:
+    def detach(self, sid: str) -> Participant | None:
         participant = self.by_sid.pop(sid, None)
         if participant is not None:
             participant.sid = None
@@ -84,5 +84,5 @@ class RoomRegistry:
     def members(self, room_id: str) -> list[Participant]:
         return list(self.rooms.get(room_id, {}).values())
 
-    def get(self, participant_id: str) -> Optional[Participant]:
+    def get(self, participant_id: str) -> Participant | None:
         return self._by_id.get(participant_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -21,7 +21,7 @@ class Join(Message):
     room: RoomId
     name: DisplayName
     facility: FacilityName = ""
-    resume: Optional[Annotated[str, StringConstraints(max_length=128)]] = None
+    resume: Annotated[str, StringConstraints(max_length=128)] | None = None
 
 
 class Sdp(Message):
@@ -30,9 +30,9 @@ class Sdp(Message):
 
 class Candidate(Message):
     candidate: Annotated[str, StringConstraints(max_length=1024)]
-    sdpMid: Optional[Annotated[str, StringConstraints(max_length=64)]] = None
-    sdpMLineIndex: Optional[Annotated[int, Field(ge=0, le=1024)]] = None
-    usernameFragment: Optional[Annotated[str, StringConstraints(max_length=256)]] = None
+    sdpMid: Annotated[str, StringConstraints(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=1024)] | None = None
+    usernameFragment: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
 class MediaState(Message):

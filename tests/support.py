@@ -9,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
-import pytest
 from aiortc import MediaStreamTrack, VideoStreamTrack
 from av import AudioFrame, VideoFrame
 

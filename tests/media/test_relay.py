@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.participant import Participant
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 
 def peer(server: Server, room: str, name: str, **kwargs: object) -> Participant:

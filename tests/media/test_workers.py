@@ -8,9 +8,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.participant import Participant
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import socketio
+from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.participant import Participant
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 
 class RawClient:
@@ -24,7 +24,7 @@ class RawClient:
         self.sio.on("error", lambda data: self.errors.append(data))
         self.sio.on("offer", lambda data: self.offers.append(data))
 
-    async def connect(self) -> "RawClient":
+    async def connect(self) -> RawClient:
         await self.sio.connect(self.server.url, transports=["websocket"])
         return self
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
-
-from support import Server, wait_for
+from support import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [

@@ -83,8 +83,13 @@ export class Tile {
 
   /** Local preview: the camera stream as is. @param {MediaStream} stream */
   setLocalStream(stream) {
-    this.video.srcObject = stream;
-    this.video.play().catch(() => { /* muted video always may autoplay; ignore aborted plays */ });
+    // A media element on a stream with no tracks never gets metadata and holds back the page's load event.
+    if (stream.getVideoTracks().length) {
+      this.video.srcObject = stream;
+      this.video.play().catch(() => { /* muted video may always autoplay; ignore aborted plays */ });
+    } else {
+      this.video.srcObject = null;
+    }
     this.render();
   }
 
