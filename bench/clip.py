@@ -97,7 +97,6 @@ class PacedPackets(MediaStreamTrack):
     def __init__(self, kind: str, packets: list[bytes], interval: float, ticks: int, clock_rate: int) -> None:
         super().__init__()
         self.kind = kind
-        self.late = 0.0  # worst lateness of a packet against its schedule: the load generator falling behind
         self._packets = packets
         self._interval = interval
         self._ticks = ticks
@@ -112,8 +111,6 @@ class PacedPackets(MediaStreamTrack):
         due = self._start + self._n * self._interval
         if due > now:
             await asyncio.sleep(due - now)
-        else:
-            self.late = max(self.late, now - due)
         packet = av.Packet(self._packets[self._n % len(self._packets)])
         packet.pts = packet.dts = self._n * self._ticks
         packet.time_base = self._time_base

@@ -157,7 +157,7 @@ class Consumer:
         producer.consumers.add(self)
 
     def activate(self) -> None:
-        """Start forwarding once this m-line is negotiated: learn payload types and header extension ids."""
+        """Start forwarding once this m-line is negotiated: learn the payload types it agreed on."""
         codecs = hooks.negotiated_codecs(self.transceiver)
         self._payload_types = {}
         self._rtx_types = {}
@@ -167,9 +167,7 @@ class Consumer:
             else:
                 self._payload_types.setdefault(codec_key(codec), codec.payloadType)
         self._transport = self.sender.transport
-        if not self._active:
-            self._active = True
-            self.producer.request_keyframe()
+        self._active = True  # the keyframe request waits for DTLS: one sent earlier would be wasted
 
     def close(self) -> None:
         self._active = False

@@ -25,6 +25,10 @@ class Member:
 
 
 class Router:
+    # Swappable for another media path on the same signaling (bench/baseline.py: aiortc's MediaRelay).
+    producer_class: type[Producer] = Producer
+    transport_class: type[PeerTransport] = PeerTransport
+
     def __init__(self, room_id: str, configuration: RTCConfiguration, notify: Notify) -> None:
         self.room_id = room_id
         self.members: dict[str, Member] = {}
@@ -36,7 +40,7 @@ class Router:
         async def notify(event: str, payload: dict[str, Any]) -> None:
             await self._notify(participant_id, event, payload)
 
-        return PeerTransport(participant_id, self._configuration, producers, notify)
+        return self.transport_class(participant_id, self._configuration, producers, notify)
 
     def member(self, participant_id: str) -> Member:
         member = self.members.get(participant_id)
@@ -48,7 +52,7 @@ class Router:
         async with self._lock:
             if participant_id in self.members:
                 raise MediaError("internal", f"participant {participant_id} already has a media session")
-            producers = {kind: Producer(participant_id, kind) for kind in ("audio", "video")}
+            producers = {kind: self.producer_class(participant_id, kind) for kind in ("audio", "video")}
             transport = self._transport(participant_id, producers)
             for other in self.members.values():
                 for producer in other.producers.values():

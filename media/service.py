@@ -31,6 +31,8 @@ class MediaService(Protocol):
 class LocalMediaService:
     """Routers for every room, in this process."""
 
+    router_class: type[Router] = Router  # swappable, see Router.producer_class
+
     def __init__(
         self,
         ice_servers: list[RTCIceServer],
@@ -58,7 +60,7 @@ class LocalMediaService:
     async def join(self, room_id: str, participant_id: str) -> None:
         router = self.routers.get(room_id)
         if router is None:
-            router = self.routers[room_id] = Router(room_id, self._configuration, self._notify)
+            router = self.routers[room_id] = self.router_class(room_id, self._configuration, self._notify)
         self._room_of[participant_id] = room_id
         await router.join(participant_id)
 

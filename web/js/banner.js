@@ -42,6 +42,7 @@ export class Banner {
     if (state === 'failed' && failure) {
       if (failure.reason === 'join') detail = t('failed.join', { message: errorText(failure.code, failure.message) });
       else if (failure.reason === 'media') detail = t('failed.media');
+      else if (failure.code === 'server-disconnect') detail = t('failed.serverDisconnect');
       else detail = failure.code === 'timeout' ? errorText('timeout') : t('failed.network');
     }
     this.detail.textContent = detail;

@@ -50,8 +50,9 @@ export const dictionaries = {
     'state.left': 'Đã rời phòng',
     'action.retry': 'Thử lại',
 
-    'failed.network': 'Không liên lạc được với máy chủ.',
+    'failed.network': 'Không liên lạc được với máy chủ, đang tự thử lại.',
     'failed.media': 'Không thiết lập được đường truyền hình và tiếng.',
+    'failed.serverDisconnect': 'Máy chủ đã ngắt kết nối (phòng có thể đang mở ở thẻ khác).',
     'failed.join': 'Không vào được phòng: {message}',
 
     'control.mute': 'Tắt tiếng',
@@ -139,8 +140,9 @@ export const dictionaries = {
     'state.left': 'You left the room',
     'action.retry': 'Retry',
 
-    'failed.network': 'Cannot reach the server.',
+    'failed.network': 'Cannot reach the server; still trying.',
     'failed.media': 'Could not establish the audio/video link.',
+    'failed.serverDisconnect': 'The server closed the connection (the room may be open in another tab).',
     'failed.join': 'Could not join the room: {message}',
 
     'control.mute': 'Mute',

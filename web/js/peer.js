@@ -11,6 +11,11 @@
 
 const RECEIVING = new Set(['recvonly', 'sendrecv']);
 
+/** @param {string|undefined} sdp */
+function iceUfrag(sdp) {
+  return sdp ? /^a=ice-ufrag:(\S+)/m.exec(sdp)?.[1] ?? null : null;
+}
+
 export class PeerSession extends EventTarget {
   /**
    * @param {{localMedia: import('./media.js').LocalMedia, send: SendFn}} opts
@@ -29,6 +34,13 @@ export class PeerSession extends EventTarget {
     this.publishMids = { audio: null, video: null };
     /** Negotiation steps run one at a time, in arrival order. */
     this._chain = Promise.resolve();
+    /**
+     * ICE ufrags of server peer connections we have replaced. Offers carry no generation id, so an offer the
+     * server sent for its old pc just before handling our `restart-media` would otherwise land on the new pc;
+     * the server's fresh pc always has a fresh ufrag.
+     * @type {Set<string>}
+     */
+    this.staleUfrags = new Set();
   }
 
   /**
@@ -37,6 +49,8 @@ export class PeerSession extends EventTarget {
    * @param {RTCIceServer[]} [iceServers]
    */
   create(iceServers = this.iceServers) {
+    const old = iceUfrag(this.pc?.remoteDescription?.sdp);
+    if (old) this.staleUfrags.add(old);
     this.close();
     this.iceServers = iceServers;
     this.tracks = {};
@@ -94,6 +108,11 @@ export class PeerSession extends EventTarget {
       await this.localMedia.ready;
       const pc = this.pc;
       if (!pc) return;
+      const ufrag = iceUfrag(offer.sdp);
+      if (ufrag && this.staleUfrags.has(ufrag)) {
+        console.info('ignoring an offer for a replaced peer connection');
+        return;
+      }
       // Set before applying: `track` events fire inside setRemoteDescription and look the mid up here.
       this.tracks = offer.tracks ?? {};
       await pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });

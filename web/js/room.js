@@ -71,6 +71,7 @@ async function main(room) {
       facility: session?.facility ?? '',
       audioMuted: media.audioMuted,
       videoOff: media.videoOff,
+      placeholderKey: media.hasLive('video') ? undefined : 'control.noCamera',
     });
   };
   media.addEventListener('change', () => { renderSelf(); renderControls(); });

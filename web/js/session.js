@@ -115,6 +115,7 @@ export class Session extends EventTarget {
     if (this.left) return;
     this.left = true;
     this._clearTimers();
+    this._updateState(); // show "left" at once; the goodbye below may take a moment
     if (this.joined && this.signaling.connected) {
       try {
         await this.signaling.request('leave', {}, 1500);
@@ -122,7 +123,6 @@ export class Session extends EventTarget {
     }
     this.signaling.close();
     this.peer.close();
-    this._updateState();
   }
 
   /** Page is going away: no time to wait for an ack. */
@@ -178,6 +178,12 @@ export class Session extends EventTarget {
     console.warn('socket disconnected:', reason);
     this.joined = false;
     this.joinSeq++; // any join ack still in flight is void
+    if (reason === 'io server disconnect') {
+      // The server closed us on purpose (this participant was resumed from another socket, e.g. a duplicated
+      // tab). Resuming automatically would take it back and start a tug of war: let the user decide.
+      this._fail({ reason: 'network', code: 'server-disconnect' });
+      return;
+    }
     this._arm(this.everJoined ? OFFLINE_FAIL_MS : FIRST_CONNECT_FAIL_MS);
     this._updateState();
   }
@@ -202,12 +208,15 @@ export class Session extends EventTarget {
       ack = await this.signaling.request('join', payload, JOIN_TIMEOUT_MS);
     } catch (err) {
       if (seq !== this.joinSeq || this.left) return;
+      this.eventsDuringJoin = null;
       console.warn('join: no ack', err);
       // Socket still up but the server is silent: surface it. If the socket dropped, reconnect will re-join.
       if (this.signaling.connected) this._fail({ reason: 'network', code: 'timeout' });
       return;
     }
     if (seq !== this.joinSeq || this.left) return;
+    const replay = this.eventsDuringJoin ?? [];
+    this.eventsDuringJoin = null;
 
     if (!ack?.ok) {
       const code = ack?.error?.code ?? 'unknown';
@@ -233,8 +242,6 @@ export class Session extends EventTarget {
       this.peers = {};
       for (const p of ack.peers) if (p.id !== this.participantId) this.peers[p.id] = p;
     }
-    const replay = this.eventsDuringJoin ?? [];
-    this.eventsDuringJoin = null;
     for (const [event, p] of replay) this._applyPeerEvent(event, p, false);
 
     this.joined = true;
@@ -244,6 +251,8 @@ export class Session extends EventTarget {
     this._emit('joined', { resumed: !!resume, self: this.self, peers: this.peers });
 
     if (!resume) {
+      this.pendingRestart = false;
+      this.restartTimes = [];
       this.peer.create(this.iceServers);
       this.signaling.setJoined();
       if (this.earlyOffer) this.peer.handleOffer(this.earlyOffer);
@@ -252,7 +261,8 @@ export class Session extends EventTarget {
     } else {
       this.signaling.setJoined(); // flushes the answer / candidates / media-state queued while away
       const cs = this.peer.connectionState;
-      if (this.pendingRestart || !this.peer.pc || cs === 'failed' || cs === 'closed') {
+      // The pc may have recovered by itself while the socket was away; restart only if it is still broken.
+      if ((this.pendingRestart && cs !== 'connected') || !this.peer.pc || cs === 'failed' || cs === 'closed') {
         this.restartMedia('resume', { force: true });
       }
     }
@@ -283,6 +293,8 @@ export class Session extends EventTarget {
     s.on('media-failed', () => this.restartMedia('server media-failed'));
     s.on('error', (e) => {
       console.warn('server error', e);
+      // A rejected join comes twice (ack and `error`); the ack drives the banner, so no toast for it.
+      if (e?.event === 'join' && this.eventsDuringJoin) return;
       this._emit('server-error', { code: e?.code ?? 'unknown', message: e?.message ?? '', event: e?.event });
     });
   }

@@ -28,14 +28,13 @@ export class Signaling {
     this.joined = false;
     /** @type {{event: string, payload: object, coalesce?: string}[]} */
     this.queue = [];
-    this.closedByUs = false;
 
     this.socket.on('connect', () => this.handlers.onConnect?.());
+    // Note: after a server-side disconnect ('io server disconnect') socket.io does not reconnect by itself;
+    // the session decides (reconnectNow on retry).
     this.socket.on('disconnect', (reason) => {
       this.joined = false;
       this.handlers.onDisconnect?.(reason);
-      // socket.io does not reconnect after a server-side disconnect; a consultation should unless we left.
-      if (reason === 'io server disconnect' && !this.closedByUs) this.socket.connect();
     });
     this.socket.on('connect_error', (err) => this.handlers.onConnectError?.(err));
   }
@@ -45,19 +44,16 @@ export class Signaling {
   }
 
   connect() {
-    this.closedByUs = false;
     this.socket.connect();
   }
 
   /** Drop the current transport and connect again now (user pressed "retry"). */
   reconnectNow() {
-    this.closedByUs = false;
     if (this.socket.connected) this.socket.disconnect();
     this.socket.connect();
   }
 
   close() {
-    this.closedByUs = true;
     this.joined = false;
     this.queue = [];
     this.socket.disconnect();

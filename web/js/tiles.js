@@ -45,7 +45,8 @@ export class Tile {
     this.facilityEl = /** @type {HTMLElement} */ (el.querySelector('.tile-facility'));
     this.avatar = /** @type {HTMLElement} */ (el.querySelector('.avatar'));
     this.placeholderText = /** @type {HTMLElement} */ (el.querySelector('.placeholder-text'));
-    /** @type {Participant|{name: string, facility: string, audioMuted: boolean, videoOff: boolean}} */
+    /** placeholderKey: i18n key overriding the placeholder text (local tile without a camera). */
+    /** @type {{name: string, facility: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string}} */
     this.info = { name: '', facility: '', audioMuted: false, videoOff: false };
     /** @type {ParticipantTracks} */
     this.tracks = { audio: null, video: null };
@@ -53,7 +54,7 @@ export class Tile {
     this.render();
   }
 
-  /** @param {Partial<Participant>} info */
+  /** @param {Partial<Participant> & {placeholderKey?: string}} info */
   setInfo(info) {
     this.info = { ...this.info, ...info };
     this.render();
@@ -109,7 +110,8 @@ export class Tile {
     this.el.dataset.videoOff = String(!!videoOff);
     this.el.dataset.audioMuted = String(!!audioMuted);
     this.el.classList.toggle('show-placeholder', showPlaceholder);
-    this.placeholderText.textContent = videoOff ? t('tile.cameraOff') : t('tile.waitingVideo');
+    const key = this.info.placeholderKey ?? (videoOff ? 'tile.cameraOff' : 'tile.waitingVideo');
+    this.placeholderText.textContent = t(key);
   }
 
   destroy() {
