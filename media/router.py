@@ -90,5 +90,10 @@ class Router:
             await member.transport.renegotiate()
 
     async def close(self) -> None:
-        for participant_id in list(self.members):
-            await self.leave(participant_id)
+        """End the room at once (shutdown): no renegotiation with members who are all leaving."""
+        async with self._lock:
+            members, self.members = list(self.members.values()), {}
+            for member in members:
+                for producer in member.producers.values():
+                    producer.close()
+            await asyncio.gather(*(m.transport.close() for m in members))

@@ -119,6 +119,7 @@ def create_app(config: Config) -> web.Application:
             await media.start()
 
     async def close_media(app: web.Application) -> None:
+        await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await media.close()
 
     app.on_startup.append(start_media)

@@ -18,7 +18,7 @@ from .tls import ssl_context
 
 async def serve(config: Config, ssl: SSLContext | None) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl)
     await site.start()
