@@ -65,6 +65,7 @@ class Participant:
         tracks: list[MediaStreamTrack] | None = None,
         consume: bool = True,
         ssl_verify: bool = True,
+        record: bool | None = None,
     ) -> None:
         self.url = url
         self.room = room
@@ -72,6 +73,8 @@ class Participant:
         self.facility = facility
         self.tracks = {t.kind: t for t in tracks or []}
         self.consume = consume
+        self.record = record
+        self.recording: dict[str, Any] = {}
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -95,6 +98,7 @@ class Participant:
         self.sio.on("peer-updated", self._on_peer_joined)
         self.sio.on("error", self._on_error)
         self.sio.on("media-failed", self._on_media_failed)
+        self.sio.on("recording-state", self._on_recording_state)
 
     async def join(self, timeout: float = 10) -> dict[str, Any]:
         await self.sio.connect(self.url, transports=["websocket"], wait_timeout=timeout)
@@ -108,6 +112,8 @@ class Participant:
         payload: dict[str, Any] = {"room": self.room, "name": self.name, "facility": self.facility}
         if self._resume_token is not None:
             payload["resume"] = self._resume_token
+        elif self.record is not None:
+            payload["record"] = self.record
         ack = await self.sio.call("join", payload, timeout=10)
         if not ack.get("ok"):
             self.errors.append(ack.get("error", {}))
@@ -115,6 +121,7 @@ class Participant:
         self.id = ack["self"]["id"]
         self._resume_token = ack["resumeToken"]
         self.peers = {p["id"]: p for p in ack["peers"]}
+        self.recording = ack.get("recording", {})
         if ack.get("iceServers"):
             self._configuration = self._rtc_configuration([RTCIceServer(**s) for s in ack["iceServers"]])
         self._joined.set()
@@ -167,6 +174,9 @@ class Participant:
 
     async def _on_peer_left(self, data: dict[str, Any]) -> None:
         self.peers.pop(data["id"], None)
+
+    async def _on_recording_state(self, data: dict[str, Any]) -> None:
+        self.recording = data
 
     async def _on_error(self, data: dict[str, Any]) -> None:
         self.errors.append(data)

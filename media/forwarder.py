@@ -13,7 +13,7 @@ import logging
 import random
 import struct
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -43,6 +43,12 @@ def codec_key(codec: Any) -> str:
     return name
 
 
+class PacketSink(Protocol):
+    """Something besides consumers that wants every packet of a producer (the room's recorder)."""
+
+    def feed(self, producer: "Producer", packet: RtpPacket, codec: Any) -> None: ...
+
+
 class Producer:
     """One participant's track entering the relay, forwarded to every consumer."""
 
@@ -50,6 +56,7 @@ class Producer:
         self.participant_id = participant_id
         self.kind = kind
         self.consumers: set[Consumer] = set()
+        self.sink: Optional[PacketSink] = None
         self.epoch = 0  # bumped whenever a new upstream (peer connection) is attached
         self.packets_received = 0
         self._codecs: dict[int, Any] = {}
@@ -120,6 +127,8 @@ class Producer:
             keyframe = detect(packet.payload)
         else:
             keyframe = True
+        if self.sink is not None:
+            self.sink.feed(self, packet, codec)
         ntp = clock.current_ntp_time()
         templates: dict[ExtensionKey, bytes] = {}
         for consumer in tuple(self.consumers):

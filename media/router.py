@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCConfiguration
 
 from .errors import MediaError
 from .forwarder import Producer
+from .recording.recorder import RoomRecorder
 from .transport import PeerTransport
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # participant id, event, payload
@@ -21,6 +23,7 @@ class Member:
     participant_id: str
     producers: dict[str, Producer]
     transport: PeerTransport
+    info: dict[str, Any] = field(default_factory=dict)  # name, facility, role: for the recording manifest
     restarts: int = field(default=0)
 
 
@@ -32,6 +35,7 @@ class Router:
     def __init__(self, room_id: str, configuration: RTCConfiguration, notify: Notify) -> None:
         self.room_id = room_id
         self.members: dict[str, Member] = {}
+        self.recorder: RoomRecorder | None = None
         self._configuration = configuration
         self._notify = notify
         self._lock = asyncio.Lock()  # membership changes one at a time
@@ -48,18 +52,22 @@ class Router:
             raise MediaError("not-joined", f"participant {participant_id} has no media session")
         return member
 
-    async def join(self, participant_id: str) -> None:
+    async def join(self, participant_id: str, info: dict[str, Any] | None = None) -> None:
         async with self._lock:
             if participant_id in self.members:
                 raise MediaError("internal", f"participant {participant_id} already has a media session")
             producers = {kind: self.producer_class(participant_id, kind) for kind in ("audio", "video")}
+            if self.recorder is not None:
+                self.recorder.participant_joined(participant_id, info or {})
+                for producer in producers.values():
+                    producer.sink = self.recorder
             transport = self._transport(participant_id, producers)
             for other in self.members.values():
                 for producer in other.producers.values():
                     transport.add_consumer(producer)
                 for producer in producers.values():
                     other.transport.add_consumer(producer)
-            self.members[participant_id] = Member(participant_id, producers, transport)
+            self.members[participant_id] = Member(participant_id, producers, transport, info or {})
             await asyncio.gather(*(m.transport.renegotiate() for m in self.members.values()))
 
     async def leave(self, participant_id: str) -> None:
@@ -67,6 +75,8 @@ class Router:
             member = self.members.pop(participant_id, None)
             if member is None:
                 return
+            if self.recorder is not None:
+                self.recorder.participant_left(participant_id)
             for producer in member.producers.values():
                 producer.close()
             await member.transport.close()
@@ -89,6 +99,31 @@ class Router:
             await old.close()
             await member.transport.renegotiate()
 
+    async def start_recording(self, root: Path, meta: dict[str, Any]) -> str:
+        """Record every member's producers from now on, each to its own file."""
+        async with self._lock:
+            if self.recorder is None:
+                self.recorder = RoomRecorder(root, self.room_id, meta, self._recording_failed)
+                for member in self.members.values():
+                    self.recorder.participant_joined(member.participant_id, member.info)
+                    for producer in member.producers.values():
+                        producer.sink = self.recorder
+            return self.recorder.id
+
+    async def stop_recording(self) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        for member in self.members.values():
+            for producer in member.producers.values():
+                producer.sink = None
+        await recorder.stop()
+
+    async def _recording_failed(self, message: str) -> None:
+        recording_id = self.recorder.id if self.recorder is not None else None
+        payload = {"active": False, "recordingId": recording_id, "error": message}
+        await asyncio.gather(*(self._notify(pid, "recording-state", payload) for pid in list(self.members)))
+
     async def close(self) -> None:
         """End the room at once (shutdown): no renegotiation with members who are all leaving."""
         async with self._lock:
@@ -97,3 +132,4 @@ class Router:
                 for producer in member.producers.values():
                     producer.close()
             await asyncio.gather(*(m.transport.close() for m in members))
+        await self.stop_recording()

@@ -6,6 +6,7 @@ interface can sit behind a Redis or HTTP hop when media runs on other nodes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
@@ -16,7 +17,9 @@ from .router import Notify, Router
 
 
 class MediaService(Protocol):
-    async def join(self, room_id: str, participant_id: str) -> None: ...
+    async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None: ...
+    async def start_recording(self, room_id: str, meta: dict[str, Any]) -> str: ...
+    async def stop_recording(self, room_id: str) -> None: ...
     async def leave(self, participant_id: str) -> None: ...
     async def restart(self, participant_id: str) -> None: ...
     async def answer(self, participant_id: str, sdp: str) -> None: ...
@@ -39,6 +42,7 @@ class LocalMediaService:
         notify: Notify,
         host_addresses: list[str],
         udp_ports: tuple[int, int] | None = None,
+        recordings: Path | None = None,
     ) -> None:
         hooks.check_versions()
         hooks.restrict_host_addresses(host_addresses)
@@ -48,6 +52,7 @@ class LocalMediaService:
         # before the first negotiation on a transport that bundling then discards.
         self._configuration = RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self._notify = notify
+        self._recordings = recordings
         self.routers: dict[str, Router] = {}
         self._room_of: dict[str, str] = {}
 
@@ -57,12 +62,25 @@ class LocalMediaService:
             raise MediaError("not-joined", "join a room first")
         return self.routers[room_id]
 
-    async def join(self, room_id: str, participant_id: str) -> None:
+    async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         router = self.routers.get(room_id)
         if router is None:
             router = self.routers[room_id] = self.router_class(room_id, self._configuration, self._notify)
         self._room_of[participant_id] = room_id
-        await router.join(participant_id)
+        await router.join(participant_id, info)
+
+    async def start_recording(self, room_id: str, meta: dict[str, Any]) -> str:
+        router = self.routers.get(room_id)
+        if router is None:
+            raise MediaError("not-joined", f"room {room_id} has no media session")
+        if self._recordings is None:
+            raise MediaError("internal", "no recording directory is configured")
+        return await router.start_recording(self._recordings, meta)
+
+    async def stop_recording(self, room_id: str) -> None:
+        router = self.routers.get(room_id)
+        if router is not None:
+            await router.stop_recording()
 
     async def leave(self, participant_id: str) -> None:
         room_id = self._room_of.pop(participant_id, None)
@@ -70,8 +88,9 @@ class LocalMediaService:
             return
         router = self.routers[room_id]
         await router.leave(participant_id)
-        if not router.members:
+        if not router.members and self.routers.get(room_id) is router:
             del self.routers[room_id]
+            await router.stop_recording()  # the room ended: a clean end of its recording
 
     async def restart(self, participant_id: str) -> None:
         await self._router(participant_id).restart(participant_id)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCIceServer
@@ -23,7 +24,7 @@ from .service import LocalMediaService
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("join", "leave", "restart", "answer", "offer", "candidate")
+METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
 LINE_LIMIT = 16 * 1024 * 1024
 
 
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--ice-servers", default="[]", help="JSON list of RTCIceServer dicts")
     parser.add_argument("--address", action="append", default=[], help="host candidate address")
     parser.add_argument("--udp-ports", type=int, nargs=2, default=None, help="UDP port range for media")
+    parser.add_argument("--recordings", default=None, help="recording directory")
     parser.add_argument("--cpu", type=int, default=None, help="pin this worker to one core")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
@@ -86,6 +88,7 @@ def main() -> None:
         "ice_servers": [RTCIceServer(**s) for s in json.loads(args.ice_servers)],
         "host_addresses": args.address,
         "udp_ports": tuple(args.udp_ports) if args.udp_ports else None,
+        "recordings": Path(args.recordings) if args.recordings else None,
     }
     asyncio.run(run(media_args))
 

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import MediaError
@@ -45,6 +46,7 @@ class WorkerPool:
         host_addresses: list[str],
         udp_ports: tuple[int, int] | None,
         pin: bool,
+        recordings: Path | None = None,
         log_level: str = "INFO",
     ) -> None:
         self._count = count
@@ -54,10 +56,13 @@ class WorkerPool:
             self._args += ["--address", address]
         if udp_ports is not None:
             self._args += ["--udp-ports", str(udp_ports[0]), str(udp_ports[1])]
+        if recordings is not None:
+            self._args += ["--recordings", str(recordings)]
         self._pin = pin
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._placement: dict[str, tuple[_Worker, int, str]] = {}  # participant -> (worker, generation, room)
+        self._info: dict[str, dict[str, Any]] = {}  # what a replacement worker needs to re-join them
         self._closing = False
 
     async def start(self) -> None:
@@ -130,14 +135,22 @@ class WorkerPool:
                 return worker
         return min(self._workers, key=lambda w: (w.participants, w.index))
 
-    async def join(self, room_id: str, participant_id: str) -> None:
+    async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         worker = self._place(room_id)
         worker.rooms.setdefault(room_id, set()).add(participant_id)
         self._placement[participant_id] = (worker, worker.generation, room_id)
-        await self._call(worker, "join", room_id=room_id, participant_id=participant_id)
+        self._info[participant_id] = info or {}
+        await self._call(worker, "join", room_id=room_id, participant_id=participant_id, info=info)
+
+    async def start_recording(self, room_id: str, meta: dict[str, Any]) -> str:
+        return str(await self._call(self._place(room_id), "start_recording", room_id=room_id, meta=meta))
+
+    async def stop_recording(self, room_id: str) -> None:
+        await self._call(self._place(room_id), "stop_recording", room_id=room_id)
 
     async def leave(self, participant_id: str) -> None:
         placed = self._placement.pop(participant_id, None)
+        self._info.pop(participant_id, None)
         if placed is None:
             return
         worker, generation, room_id = placed
@@ -155,7 +168,8 @@ class WorkerPool:
         if generation != worker.generation:  # its worker was replaced: join the new one
             self._placement[participant_id] = (worker, worker.generation, room_id)
             worker.rooms.setdefault(room_id, set()).add(participant_id)
-            await self._call(worker, "join", room_id=room_id, participant_id=participant_id)
+            await self._call(worker, "join", room_id=room_id, participant_id=participant_id,
+                             info=self._info.get(participant_id))
             return
         await self._call(worker, "restart", participant_id=participant_id)
 

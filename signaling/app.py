@@ -11,6 +11,7 @@ import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from media.recording.manifest import recover_unfinished
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
@@ -42,6 +43,7 @@ def _media_service(config: Config, notify: Any) -> MediaService:
             notify=notify,
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,
+            recordings=config.recording.directory,
         )
     return WorkerPool(
         workers,
@@ -50,6 +52,7 @@ def _media_service(config: Config, notify: Any) -> MediaService:
         host_addresses=list(media.ice_addresses),
         udp_ports=ports,
         pin=media.pin_workers,
+        recordings=config.recording.directory,
         log_level=config.logging.level,
     )
 
@@ -110,11 +113,17 @@ def create_app(config: Config) -> web.Application:
         max_message_bytes=config.server.max_message_bytes,
         room_max_participants=config.media.room_max_participants,
         reconnect_grace_seconds=config.server.reconnect_grace_seconds,
+        recording_policy=config.recording.policy,
     )
     app[EVENTS] = events
     app[MEDIA] = media
 
     async def start_media(app: web.Application) -> None:
+        # Before any worker writes: recordings left open by a process that died are closed honestly.
+        config.recording.directory.mkdir(parents=True, exist_ok=True)
+        for recording_id in recover_unfinished(config.recording.directory):
+            logger.warning("recording %s was interrupted (the server stopped unexpectedly); closed as unclean",
+                           recording_id)
         if isinstance(media, WorkerPool):
             await media.start()
 

@@ -348,6 +348,10 @@ class RecordingConfig(_Section):
     """Where consultation recordings are written."""
 
     directory: AbsolutePath = Path("data/recordings")
+    policy: Literal["always", "never", "ask"] = "ask"
+    """Whether rooms are recorded; "ask": the participant who opens the room chooses when joining."""
+    retention_days: int = Field(default=0, ge=0, le=36500)
+    """Delete recordings this many days after they end, unless on legal hold; 0 = keep forever."""
 
 
 class LoggingConfig(_Section):

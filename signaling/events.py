@@ -21,6 +21,7 @@ from media.service import MediaService
 
 from . import schemas
 from .auth import Authenticator, Identity
+from .recording import Policy, RecordingControl
 from .rooms import Participant, RoomRegistry
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class SignalingEvents:
         max_message_bytes: int,
         room_max_participants: int,
         reconnect_grace_seconds: float,
+        recording_policy: Policy = "never",
     ) -> None:
         self.sio = sio
         self.media = media
@@ -62,6 +64,7 @@ class SignalingEvents:
         self._max_message_bytes = max_message_bytes
         self._room_max = room_max_participants
         self._grace = reconnect_grace_seconds
+        self.recording = RecordingControl(recording_policy, media, self._to_room)
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
@@ -134,8 +137,15 @@ class SignalingEvents:
             return
         if event == "offer":
             participant.pending_offer = payload
+        elif event == "recording-state":
+            self.recording.media_reported(participant.room_id, payload)
         if participant.sid is not None:
             await self.sio.emit(event, payload, to=participant.sid)
+
+    async def _to_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
+        for member in self.registry.members(room_id):
+            if member.sid is not None:
+                await self.sio.emit(event, payload, to=member.sid)
 
     async def _broadcast(self, participant: Participant, event: str, payload: dict[str, Any]) -> None:
         for other in self.registry.members(participant.room_id):
@@ -174,6 +184,8 @@ class SignalingEvents:
         if timer is not None:
             timer.cancel()
         await self._broadcast(participant, "peer-left", {"id": participant.id})
+        if not self.registry.members(participant.room_id):
+            self.recording.closed(participant.room_id)
         await self.media.leave(participant.id)
 
     # -- events -------------------------------------------------------------------------------------------
@@ -188,6 +200,8 @@ class SignalingEvents:
             return await self._resume(sid, message)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
+        if not self.registry.members(message.room):
+            self.recording.opened(message.room, message.record)
         participant = self.registry.add(message.room, message.name, message.facility, identity, sid)
         peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
@@ -197,9 +211,12 @@ class SignalingEvents:
 
     async def _start_media(self, participant: Participant) -> None:
         try:
-            await self.media.join(participant.room_id, participant.id)
+            info = {"name": participant.name, "facility": participant.facility, "role": participant.identity.role}
+            await self.media.join(participant.room_id, participant.id, info)
             if self.registry.get(participant.id) is not participant:  # left while media was starting
                 await self.media.leave(participant.id)
+                return
+            await self.recording.media_joined(participant.room_id)
         except Exception:
             logger.exception("media join failed for %s", participant.id)
             if participant.sid is not None:
@@ -228,6 +245,7 @@ class SignalingEvents:
             "peers": peers,
             "resumeToken": participant.resume_token,
             "iceServers": self._ice_servers,
+            "recording": self.recording.state(participant.room_id),
         }
 
     async def on_answer(self, sid: str, participant: Participant, message: schemas.Sdp) -> dict[str, Any]:

@@ -22,6 +22,7 @@ class Join(Message):
     name: DisplayName
     facility: FacilityName = ""
     resume: Annotated[str, StringConstraints(max_length=128)] | None = None
+    record: bool | None = None  # the room's first participant chooses, when the recording policy is "ask"
 
 
 class Sdp(Message):

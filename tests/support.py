@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from aiortc import MediaStreamTrack, VideoStreamTrack
+from aiortc import MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from media import hooks
@@ -56,6 +57,7 @@ class Server:
             [sys.executable, "-m", "signaling.cli", "serve"],
             cwd=ROOT,
             env=self.env,
+            start_new_session=True,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -69,6 +71,12 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL the server and its media workers at once, as a power cut or the OOM killer would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -87,16 +95,33 @@ class Server:
                 return response.status, await response.text()
 
 
-class PatternVideoTrack(VideoStreamTrack):
-    """640×480 frames whose content changes every frame (so the encoder sends real data)."""
+class PatternVideoTrack(MediaStreamTrack):
+    """640×480 frames at 30 fps whose content changes every frame (so the encoder sends real data).
+
+    Timestamps follow the wall clock, like a camera's: ``pause()`` leaves a real gap in the stream's timeline.
+    """
+
+    kind = "video"
 
     def __init__(self, width: int = 640, height: int = 480) -> None:
         super().__init__()
         self.width, self.height = width, height
         self._n = 0
+        self._start: float | None = None
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (a camera turned off), then carry on."""
+        self._paused_until = time.monotonic() + seconds
 
     async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
+        if self._start is None:
+            self._start = time.monotonic()
+        next_at = self._start + self._n / 30
+        await asyncio.sleep(max(0.0, max(next_at, self._paused_until) - time.monotonic()))
+        if self._paused_until > next_at:
+            self._n = int((time.monotonic() - self._start) * 30)
+        pts, time_base = int((time.monotonic() - self._start) * 90000), fractions.Fraction(1, 90000)
         self._n += 1
         image = np.zeros((self.height, self.width, 3), dtype=np.uint8)
         image[:, :, 0] = (np.arange(self.width, dtype=np.uint16)[None, :] + self._n * 4) % 256
