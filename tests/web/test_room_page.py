@@ -45,12 +45,12 @@ async def browser() -> AsyncIterator[Browser]:
         await b.close()
 
 
-async def open_room(browser: Browser, server: Server, room: str, name: str) -> tuple[Page, list[str]]:
+async def open_room(browser: Browser, server: Server, room: str, name: str, query: str = "") -> tuple[Page, list[str]]:
     context = await browser.new_context(locale="vi-VN")
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(f"{server.url}/room/{room}?name={name}&facility=BV%20{name}")
+    await page.goto(f"{server.url}/room/{room}?name={name}&facility=BV%20{name}{query}")
     return page, errors
 
 
@@ -101,3 +101,16 @@ async def test_page_speaks_vietnamese_by_default_and_english_on_request(browser:
     assert await page.evaluate("document.documentElement.lang") == "en"
     assert "Leave" in await page.inner_text("body")
     assert not errors
+
+
+async def test_everyone_sees_that_the_room_is_recorded(browser: Browser, server: Server) -> None:
+    opener, errors = await open_room(browser, server, "recorded", "BacSiA", query="&record=1")
+    await opener.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
+    joiner, more_errors = await open_room(browser, server, "recorded", "BacSiB")
+    for page in (opener, joiner):
+        await page.wait_for_selector("#recording:not([hidden])", timeout=10_000)
+        assert "Đang ghi hình" in await page.inner_text("#recording")
+    unrecorded, _ = await open_room(browser, server, "not-recorded", "BacSiC")
+    await unrecorded.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
+    assert await unrecorded.locator("#recording").is_hidden()
+    assert not errors and not more_errors

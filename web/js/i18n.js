@@ -14,6 +14,9 @@ export const dictionaries = {
     'lang.toggle': 'EN',
     'lang.toggleTitle': 'Switch to English',
 
+    'recording.on': 'Đang ghi hình',
+    'form.record': 'Ghi hình buổi hội chẩn (nếu bạn mở phòng)',
+    'recording.failed': 'Đã dừng ghi hình: {reason}. Cuộc gọi vẫn tiếp tục.',
     'form.room': 'Mã phòng',
     'form.roomHint': 'Chữ cái không dấu, chữ số, dấu - hoặc _ (tối đa 64 ký tự).',
     'form.roomGenerate': 'Tạo mã mới',
@@ -104,6 +107,9 @@ export const dictionaries = {
     'lang.toggle': 'VI',
     'lang.toggleTitle': 'Chuyển sang tiếng Việt',
 
+    'recording.on': 'Recording',
+    'form.record': 'Record this consultation (if you open the room)',
+    'recording.failed': 'Recording stopped: {reason}. The call goes on.',
     'form.room': 'Room ID',
     'form.roomHint': 'Letters, digits, - or _ (up to 64 characters).',
     'form.roomGenerate': 'New ID',

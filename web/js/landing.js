@@ -54,5 +54,6 @@ form.addEventListener('submit', (e) => {
     return;
   }
   saveProfile({ name: values.name, facility: values.facility, room: values.room });
-  location.assign(roomUrl(values.room, values.name, values.facility));
+  const record = /** @type {HTMLInputElement} */ (form.elements.namedItem('record')).checked;
+  location.assign(roomUrl(values.room, values.name, values.facility, record));
 });

@@ -36,10 +36,11 @@ export function roomIdFromPath(pathname = location.pathname) {
 }
 
 /** URL of a room page; name/facility are omitted when empty so the link can be shared as is. */
-export function roomUrl(room, name = '', facility = '') {
+export function roomUrl(room, name = '', facility = '', record = false) {
   const q = new URLSearchParams();
   if (name) q.set('name', name);
   if (facility) q.set('facility', facility);
+  if (record) q.set('record', '1');
   const qs = q.toString();
   return `/room/${encodeURIComponent(room)}${qs ? `?${qs}` : ''}`;
 }

@@ -96,7 +96,8 @@ async function main(room) {
   }
   saveProfile({ name, facility, room });
 
-  session = new Session({ room, name, facility, localMedia: media });
+  const record = params.get('record') === '1' ? true : null;
+  session = new Session({ room, name, facility, localMedia: media, record });
   renderSelf();
   wireSession(session, grid);
   addEventListener('pagehide', () => session?.leaveNow());
@@ -133,6 +134,12 @@ function wireSession(s, grid) {
     toast(errorText(e.detail.code, e.detail.message), { kind: 'error' });
   });
   s.addEventListener('notice', (e) => toast(t(e.detail.key)));
+  s.addEventListener('recording', (e) => {
+    $('recording').hidden = !e.detail.active;
+    if (e.detail.stopped && e.detail.error) {
+      toast(t('recording.failed', { reason: e.detail.error }), { kind: 'error', timeoutMs: 0 });
+    }
+  });
 }
 
 function wireControls() {

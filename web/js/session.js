@@ -25,12 +25,16 @@ export class Session extends EventTarget {
   /**
    * @param {{room: string, name: string, facility: string, localMedia: import('./media.js').LocalMedia}} opts
    */
-  constructor({ room, name, facility, localMedia }) {
+  constructor({ room, name, facility, localMedia, record = null }) {
     super();
     this.room = room;
     this.name = name;
     this.facility = facility;
     this.media = localMedia;
+    /** Whether to record the room, when this participant opens it and the server lets them choose. */
+    this.record = record;
+    /** @type {{active: boolean, recordingId: string|null, error: string|null}} */
+    this.recording = { active: false, recordingId: null, error: null };
 
     /** @type {ConnState} */
     this.state = 'connecting';
@@ -196,6 +200,7 @@ export class Session extends EventTarget {
     if (resume) {
       payload.resume = resume;
     } else {
+      if (this.record !== null) payload.record = this.record;
       // A fresh join creates a new participant: whatever belonged to an older one is void.
       this.peer.close();
       this.earlyOffer = null;
@@ -233,6 +238,7 @@ export class Session extends EventTarget {
     }
 
     this.resumeToken = ack.resumeToken ?? this.resumeToken;
+    if (ack.recording) this._setRecording(ack.recording);
     if (Array.isArray(ack.iceServers)) this.iceServers = ack.iceServers;
     if (ack.self) {
       this.self = ack.self;
@@ -271,6 +277,13 @@ export class Session extends EventTarget {
 
   // ---- server events ----------------------------------------------------------------------------------------
 
+  /** The room's recording state: shown to everyone, from the first second. */
+  _setRecording(r) {
+    const stopped = this.recording.active && !r.active;
+    this.recording = { active: !!r.active, recordingId: r.recordingId ?? null, error: r.error ?? null };
+    this._emit('recording', { ...this.recording, stopped });
+  }
+
   _bindServerEvents() {
     const s = this.signaling;
     s.on('offer', (p) => {
@@ -291,6 +304,7 @@ export class Session extends EventTarget {
       });
     }
     s.on('media-failed', () => this.restartMedia('server media-failed'));
+    s.on('recording-state', (r) => this._setRecording(r));
     s.on('error', (e) => {
       console.warn('server error', e);
       // A rejected join comes twice (ack and `error`); the ack drives the banner, so no toast for it.
