@@ -21,8 +21,7 @@ from media.forwarder import Producer
 from media.router import Router
 from media.service import LocalMediaService
 from media.transport import PeerTransport, _prefer_relayable_codecs
-from signaling.app import MEDIA, healthz
-from signaling.auth import GuestAuthenticator
+from signaling.app import MEDIA, build_authenticator, healthz
 from signaling.config import Config, load_config
 from signaling.events import SignalingEvents
 
@@ -116,7 +115,7 @@ def create_app(config: Config) -> web.Application:
     events = SignalingEvents(
         sio,
         media,
-        GuestAuthenticator(),
+        build_authenticator(config),  # guests allowed by default: the load generator joins as guests
         ice_servers=[],
         max_message_bytes=config.server.max_message_bytes,
         room_max_participants=config.media.room_max_participants,

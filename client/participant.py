@@ -66,7 +66,9 @@ class Participant:
         consume: bool = True,
         ssl_verify: bool = True,
         record: bool | None = None,
+        token: str | None = None,
     ) -> None:
+        """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest."""
         self.url = url
         self.room = room
         self.name = name
@@ -75,6 +77,7 @@ class Participant:
         self.consume = consume
         self.record = record
         self.recording: dict[str, Any] = {}
+        self.token = token
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -101,7 +104,8 @@ class Participant:
         self.sio.on("recording-state", self._on_recording_state)
 
     async def join(self, timeout: float = 10) -> dict[str, Any]:
-        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=timeout)
+        auth = {"token": self.token} if self.token else None
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=timeout, auth=auth)
         await asyncio.wait_for(self._joined.wait(), timeout)
         return {"id": self.id, "peers": dict(self.peers)}
 

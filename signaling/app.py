@@ -1,7 +1,11 @@
-"""The aiohttp application: static page, REST API, socket.io endpoint, and the in-process media relay."""
+"""The aiohttp application: static pages, REST API, socket.io endpoint, and the in-process media relay.
+
+Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.py``); tests fail on one that is neither.
+"""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from pathlib import Path
@@ -16,9 +20,12 @@ from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
 from . import __version__
-from .auth import GuestAuthenticator
+from .accounts import open_accounts
+from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config
 from .events import SignalingEvents
+from .login import THROTTLE, LoginThrottle, add_routes
+from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
 
@@ -66,32 +73,59 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
+def build_authenticator(config: Config) -> TokenAuthenticator:
+    """Accounts (with the accounts file merged in), the token key and the guest policy of this configuration."""
+    tokens = TokenIssuer(load_secret(config), datetime.timedelta(minutes=config.auth.token_ttl_minutes))
+    return TokenAuthenticator(tokens, open_accounts(config), allow_guests=config.auth.allow_guests)
+
+
+@public
 async def healthz(request: web.Request) -> web.Response:
     stats = request.app[MEDIA].stats()
     return web.json_response({"status": "ok", "version": __version__, **stats})
 
 
+def _facility_scope(request: web.Request) -> str | None:
+    """Admins see every room; a technician only rooms where someone of their own facility takes part."""
+    identity = identity_of(request)
+    return None if identity.role == "admin" else identity.facility_id
+
+
+@require("admin", "technician")
 async def list_rooms(request: web.Request) -> web.Response:
-    return web.json_response({"rooms": request.app[EVENTS].room_summary()})
+    return web.json_response({"rooms": request.app[EVENTS].room_summary(facility_id=_facility_scope(request))})
 
 
+@require("admin", "technician")
 async def get_room(request: web.Request) -> web.Response:
-    rooms = request.app[EVENTS].room_summary(request.match_info["room_id"])
-    if not rooms:
-        raise web.HTTPNotFound(text='{"error": "unknown room"}', content_type="application/json")
+    rooms = request.app[EVENTS].room_summary(request.match_info["room_id"], facility_id=_facility_scope(request))
+    if not rooms:  # out of scope looks the same as absent: a technician learns nothing about other facilities
+        return error_response(404, "not-found", "unknown room")
     return web.json_response(rooms[0])
 
 
+@public
 async def landing_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "index.html")
 
 
+@public
 async def room_page(request: web.Request) -> web.FileResponse:
+    """Public like every page: the page itself asks for a sign-in, the server enforces it on connect."""
     return web.FileResponse(WEB_ROOT / "room.html")
 
 
+@public
+async def login_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_ROOT / "login.html")
+
+
 def create_app(config: Config) -> web.Application:
+    """Raises ``ConfigError`` for a bad accounts file or an unusable token key."""
+    auth = build_authenticator(config)
     app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
+    app[AUTHENTICATOR] = auth
+    app[THROTTLE] = LoginThrottle()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins=[],
@@ -108,7 +142,7 @@ def create_app(config: Config) -> web.Application:
     events = SignalingEvents(
         sio,
         media,
-        GuestAuthenticator(),
+        auth,
         ice_servers=_ice_servers(config),
         max_message_bytes=config.server.max_message_bytes,
         room_max_participants=config.media.room_max_participants,
@@ -136,7 +170,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
+    add_routes(app)
     app.router.add_get("/", landing_page)
+    app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

@@ -1,4 +1,4 @@
-"""The ``hoichan`` command: ``hoichan serve --config config.yaml``."""
+"""The ``hoichan`` command: ``hoichan serve --config config.yaml``, ``hoichan user add|list|passwd|remove``."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from ssl import SSLContext
 
 from aiohttp import web
 
-from .app import create_app
+from . import cli_users
 from .config import Config, ConfigError, load_config
 from .tls import ssl_context
 
 
 async def serve(config: Config, ssl: SSLContext | None) -> None:
+    from .app import create_app  # here, so that `hoichan user ...` starts without loading the media stack
+
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -37,8 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the signaling server and media relay")
     serve_cmd.add_argument("--config", default=None, help="path to config.yaml (defaults are embedded)")
+    cli_users.add_parser(commands)
     args = parser.parse_args(argv)
 
+    if args.command == "user":
+        try:
+            return cli_users.run(args)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
     try:
         config = load_config(args.config)
         ssl = ssl_context(config)
@@ -51,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(serve(config, ssl))
+    except ConfigError as exc:  # the accounts file or the token key, checked as the app is built
+        print(str(exc), file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}", file=sys.stderr)
         return 1

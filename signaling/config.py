@@ -41,6 +41,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ENV_PREFIX",
+    "AuthConfig",
     "Config",
     "ConfigError",
     "IceServer",
@@ -354,6 +355,27 @@ class RecordingConfig(_Section):
     """Delete recordings this many days after they end, unless on legal hold; 0 = keep forever."""
 
 
+class AuthConfig(_Section):
+    """Sign-in: where accounts come from, how tokens are signed, and whether people without an account may join."""
+
+    accounts_file: ExistingFile = None
+    """YAML list of accounts merged into the store at start (see accounts.example.yaml); unset = store only."""
+    secret: str | None = None
+    """HS256 key for sign-in tokens (≥ 32 characters); unset = generated once into ``<store.path>/secret.key``."""
+    token_ttl_minutes: int = Field(default=720, ge=1, le=60 * 24 * 30)
+    """How long a sign-in lasts; a token is checked when a page connects, not again mid-consultation."""
+    allow_guests: bool = True
+    """Let anyone with a room link join that room under a name they type (role "guest"); false in production."""
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_secret(cls, value: str | None) -> str | None:
+        # The value itself never appears in the message: it is a secret even when it is too short.
+        if value is not None and len(value.strip()) < 32:
+            _fail(f"must be at least 32 characters (got {len(value.strip())}); leave unset to generate one")
+        return None if value is None else value.strip()
+
+
 class LoggingConfig(_Section):
     """Log verbosity."""
 
@@ -379,6 +401,7 @@ class Config(_Section):
     media: MediaConfig = Field(default_factory=MediaConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

@@ -1,7 +1,9 @@
-"""socket.io event handlers: validate, check who may do what, then call rooms and media.
+"""socket.io event handlers: check who may do what, validate, then call rooms and media.
 
-Every inbound event is validated against its schema before anything changes; a bad one gets an ``error``
-event back and changes nothing. Events of one socket are handled in order (an answer before the candidates
+A connection is authenticated once, when it opens (``auth.py``); every event declares the roles it admits
+(``_route(..., roles=...)``, no default, so a new event cannot forget) and is refused with ``unauthorized`` or
+``forbidden`` before its payload is even read. Every inbound event is then validated against its schema before
+anything changes; a bad one gets an ``error`` event back and changes nothing. Events of one socket are handled in order (an answer before the candidates
 that follow it), events of different sockets concurrently.
 """
 
@@ -20,7 +22,7 @@ from media.errors import MediaError
 from media.service import MediaService
 
 from . import schemas
-from .auth import Authenticator, Identity
+from .auth import PARTICIPANT_ROLES, Authenticator, AuthError, Identity
 from .recording import Policy, RecordingControl
 from .rooms import Participant, RoomRegistry
 
@@ -70,13 +72,14 @@ class SignalingEvents:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
-        self._route("join", schemas.Join, self.on_join, needs_participant=False)
-        self._route("answer", schemas.Sdp, self.on_answer)
-        self._route("offer", schemas.Sdp, self.on_offer)
-        self._route("candidate", schemas.Candidate, self.on_candidate)
-        self._route("media-state", schemas.MediaState, self.on_media_state)
-        self._route("restart-media", schemas.Empty, self.on_restart_media)
-        self._route("leave", schemas.Empty, self.on_leave)
+        # Taking part in a room is open to every role, guests included (they exist only while allowed).
+        self._route("join", schemas.Join, self.on_join, roles=PARTICIPANT_ROLES, needs_participant=False)
+        self._route("answer", schemas.Sdp, self.on_answer, roles=PARTICIPANT_ROLES)
+        self._route("offer", schemas.Sdp, self.on_offer, roles=PARTICIPANT_ROLES)
+        self._route("candidate", schemas.Candidate, self.on_candidate, roles=PARTICIPANT_ROLES)
+        self._route("media-state", schemas.MediaState, self.on_media_state, roles=PARTICIPANT_ROLES)
+        self._route("restart-media", schemas.Empty, self.on_restart_media, roles=PARTICIPANT_ROLES)
+        self._route("leave", schemas.Empty, self.on_leave, roles=PARTICIPANT_ROLES)
         sio.on("*", self.on_unknown)
 
     # -- plumbing ---------------------------------------------------------------------------------------
@@ -86,12 +89,21 @@ class SignalingEvents:
         event: str,
         schema: type[M],
         handler: Callable[..., Awaitable[Any]],
+        *,
+        roles: frozenset[str],
         needs_participant: bool = True,
     ) -> None:
+        """Register ``handler`` for ``event``: only connections whose role is in ``roles`` reach it."""
+
         async def dispatch(sid: str, data: Any = None) -> Any:
             lock = self._locks.setdefault(sid, asyncio.Lock())
             async with lock:
                 try:
+                    identity = self._identities.get(sid)
+                    if identity is None:
+                        raise SignalingError("unauthorized", "this connection is not signed in")
+                    if identity.role not in roles:
+                        raise SignalingError("forbidden", f"{event} is not allowed for the role {identity.role}")
                     message = self._parse(schema, data)
                     if needs_participant:
                         participant = self.registry.by_sid.get(sid)
@@ -155,9 +167,11 @@ class SignalingEvents:
     # -- connection lifecycle -----------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        identity = self._authenticator.authenticate(environ, auth)
-        if identity is None:
-            return False
+        """Refused connections get ``connect_error`` with ``data = {code, message}`` (code ``unauthorized``)."""
+        try:
+            identity = self._authenticator.authenticate(environ, auth)
+        except AuthError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code, "message": exc.message})
         self._identities[sid] = identity
         return True
 
@@ -193,16 +207,20 @@ class SignalingEvents:
     async def on_join(self, sid: str, message: schemas.Join) -> dict[str, Any]:
         if sid in self.registry.by_sid:
             raise SignalingError("invalid-payload", "this connection has already joined a room")
-        identity = self._identities.get(sid)
-        if identity is None:
-            raise SignalingError("not-joined", "connection is not authenticated")
+        identity = self._identities[sid]  # dispatch checked it
         if message.resume is not None:
-            return await self._resume(sid, message)
+            return await self._resume(sid, identity, message)
+        if identity.is_guest:
+            if message.name is None:
+                raise SignalingError("invalid-payload", "name: required when joining without signing in")
+            name, facility = message.name, message.facility
+        else:  # a signed-in participant is who the account says, whatever the message claims
+            name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         if not self.registry.members(message.room):
             self.recording.opened(message.room, message.record)
-        participant = self.registry.add(message.room, message.name, message.facility, identity, sid)
+        participant = self.registry.add(message.room, name, facility, identity, sid)
         peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
@@ -222,10 +240,13 @@ class SignalingEvents:
             if participant.sid is not None:
                 await self._fail(participant.sid, "join", "internal", "media session could not start")
 
-    async def _resume(self, sid: str, message: schemas.Join) -> dict[str, Any]:
+    async def _resume(self, sid: str, identity: Identity, message: schemas.Join) -> dict[str, Any]:
         participant = self.registry.by_resume_token(message.resume or "")
         if participant is None or participant.room_id != message.room:
             raise SignalingError("bad-resume", "this session has ended; join again")
+        if participant.identity.user_id != identity.user_id:
+            # A resume token is a secret, but should one leak it must not let anyone else take over the seat.
+            raise SignalingError("forbidden", "this session belongs to someone else")
         timer = self._expiry.pop(participant.id, None)
         if timer is not None:
             timer.cancel()
@@ -280,10 +301,12 @@ class SignalingEvents:
     async def on_unknown(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
         return await self._fail(sid, event[:64], "unknown-event", f"unknown event {event[:64]!r}")
 
-    def room_summary(self, room_id: str | None = None) -> list[dict[str, Any]]:
+    def room_summary(self, room_id: str | None = None, facility_id: str | None = None) -> list[dict[str, Any]]:
+        """Rooms and who is in them; with ``facility_id``, only rooms where a signed-in member is of that facility."""
         rooms = [room_id] if room_id is not None else sorted(self.registry.rooms)
         return [
             {"id": r, "participants": [p.public() for p in self.registry.members(r)]}
             for r in rooms
             if r in self.registry.rooms
+            and (facility_id is None or any(p.identity.facility_id == facility_id for p in self.registry.members(r)))
         ]

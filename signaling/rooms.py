@@ -28,6 +28,7 @@ class Participant:
             "id": self.id,
             "name": self.name,
             "facility": self.facility,
+            "role": self.identity.role,
             "audioMuted": self.audio_muted,
             "videoOff": self.video_off,
         }

@@ -19,7 +19,8 @@ class Message(BaseModel):
 
 class Join(Message):
     room: RoomId
-    name: DisplayName
+    name: DisplayName | None = None
+    """Required from guests; a signed-in participant's name and facility come from the account instead."""
     facility: FacilityName = ""
     resume: Annotated[str, StringConstraints(max_length=128)] | None = None
     record: bool | None = None  # the room's first participant chooses, when the recording policy is "ask"

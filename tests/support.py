@@ -1,9 +1,11 @@
-"""Test helpers: a real Hoichan server in a subprocess, media sources for aiortc participants, polling."""
+"""Test helpers: a real Hoichan server in a subprocess (with test accounts), media sources for aiortc participants,
+polling."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import os
 import signal
 import socket
@@ -15,15 +17,58 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import yaml
 from aiortc import MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from media import hooks
+from signaling.accounts import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # aioice leaves loopback out of host candidates; everything in these tests stays on 127.0.0.1.
 hooks.restrict_host_addresses(["127.0.0.1"])
+
+
+# Every test server knows these accounts (one per role, two doctors at different tiers) and signs with SECRET, so a
+# test can forge or expire tokens with signaling.tokens.TokenIssuer. Keyed by a short alias: ACCOUNTS["admin"].
+SECRET = "test-secret-for-hoichan-tests-only-0123456789"
+PASSWORD = "mat-khau-thu-nghiem"
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "admin": {"username": "quantri", "display_name": "Quản trị viên", "role": "admin", "facility": "so-y-te"},
+    "technician": {
+        "username": "ktv.lan",
+        "display_name": "KTV. Lò Thị Lan",
+        "role": "technician",
+        "facility": "ttyt-muong-te",
+    },
+    "doctor": {
+        "username": "bs.huyen",
+        "display_name": "BS. Giàng A Páo",
+        "role": "doctor",
+        "facility": "ttyt-muong-te",
+    },
+    "specialist": {
+        "username": "pgs.tim",
+        "display_name": "PGS. Nguyễn Văn Tâm",
+        "role": "doctor",
+        "facility": "bv-bach-mai",
+        "specialties": ["tim-mach"],
+    },
+}
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def write_accounts(directory: Path) -> Path:
+    """The accounts file of ACCOUNTS (hashed once per test run: argon2 is deliberately slow)."""
+    path = directory / "accounts.yaml"
+    entries = [{**account, "password_hash": _password_hash()} for account in ACCOUNTS.values()]
+    path.write_text(yaml.safe_dump(entries, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def free_port() -> int:
@@ -33,7 +78,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``hoichan serve`` in a subprocess, on a free port, with its own data directory."""
+    """``hoichan serve`` in a subprocess, on a free port, with its own data directory and the test ACCOUNTS."""
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -46,8 +91,11 @@ class Server:
             "HOICHAN_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
             "HOICHAN_STORE__PATH": str(tmp / "data"),
             "HOICHAN_RECORDING__DIRECTORY": str(tmp / "data" / "recordings"),
+            "HOICHAN_AUTH__ACCOUNTS_FILE": str(write_accounts(tmp)),
+            "HOICHAN_AUTH__SECRET": SECRET,
             **(env or {}),
         }
+        self._tokens: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "server.log"
 
@@ -87,9 +135,24 @@ class Server:
                 self.proc.kill()
         self._log.close()
 
-    async def get(self, path: str) -> tuple[int, Any]:
+    async def login(self, user: str) -> str:
+        """A token for ACCOUNTS[user] (signed in once per server, then reused)."""
+        if user not in self._tokens:
+            body = {"username": ACCOUNTS[user]["username"], "password": PASSWORD}
+            status, answer = await self.request("POST", "/api/login", json=body)
+            assert status == 200, answer
+            self._tokens[user] = answer["token"]
+        return self._tokens[user]
+
+    async def get(self, path: str, user: str | None = None) -> tuple[int, Any]:
+        """GET ``path``, signed in as ACCOUNTS[user] when given."""
+        token = await self.login(user) if user is not None else None
+        return await self.request("GET", path, token=token)
+
+    async def request(self, method: str, path: str, token: str | None = None, json: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + path) as response:
+            async with session.request(method, self.url + path, headers=headers, json=json) as response:
                 if response.content_type == "application/json":
                     return response.status, await response.json()
                 return response.status, await response.text()

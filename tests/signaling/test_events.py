@@ -101,7 +101,7 @@ async def test_bad_input_is_refused_and_other_rooms_keep_flowing(
     assert error["code"] == "invalid-payload"
 
     # nothing above changed the rooms, and media elsewhere never stopped
-    status, room = await server.get("/api/rooms/bad")
+    status, room = await server.get("/api/rooms/bad", user="admin")
     assert status == 200 and [p["name"] for p in room["participants"]] == ["Mallory"]
     await assert_still_flowing(*busy_room)
     status, health = await server.get("/healthz")
@@ -111,7 +111,7 @@ async def test_bad_input_is_refused_and_other_rooms_keep_flowing(
 async def test_resume_with_a_forged_token_is_refused(server: Server, raw: RawClient) -> None:
     ack = await raw.call("join", {"room": "forged", "name": "X", "resume": "not-a-token"})
     assert ack["ok"] is False and ack["error"]["code"] == "bad-resume"
-    status, _ = await server.get("/api/rooms/forged")
+    status, _ = await server.get("/api/rooms/forged", user="admin")
     assert status == 404
 
 
@@ -130,6 +130,6 @@ async def test_room_size_limit(server: Server) -> None:
 async def test_rest_api_answers_and_refuses_unknown_rooms(server: Server) -> None:
     status, health = await server.get("/healthz")
     assert status == 200 and health["status"] == "ok" and health["version"]
-    assert (await server.get("/api/rooms/nope"))[0] == 404
+    assert (await server.get("/api/rooms/nope", user="admin"))[0] == 404
     assert (await server.get("/room/..%2f..%2fetc"))[0] == 404
     assert (await server.get("/static/../signaling/config.py"))[0] == 404

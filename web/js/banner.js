@@ -41,13 +41,14 @@ export class Banner {
     let detail = '';
     if (state === 'failed' && failure) {
       if (failure.reason === 'join') detail = t('failed.join', { message: errorText(failure.code, failure.message) });
+      else if (failure.reason === 'auth') detail = t('auth.requiredTitle');
       else if (failure.reason === 'media') detail = t('failed.media');
       else if (failure.code === 'server-disconnect') detail = t('failed.serverDisconnect');
       else detail = failure.code === 'timeout' ? errorText('timeout') : t('failed.network');
     }
     this.detail.textContent = detail;
     this.detail.hidden = !detail;
-    this.retry.hidden = state !== 'failed';
+    this.retry.hidden = state !== 'failed' || failure?.reason === 'auth'; // retrying cannot sign anyone in
     /** @type {HTMLElement} */ (this.retry.querySelector('span')).textContent = t('action.retry');
   }
 }

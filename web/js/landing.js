@@ -1,6 +1,8 @@
 // Start page: room id, name, facility → /room/<id>?name=…&facility=…  Name and facility are remembered.
+// Signed in, only the room is asked: name and facility are the account's. The header shows who is signed in.
 
-import { applyI18n, initLangToggle } from './i18n.js';
+import { signOut, whoAmI } from './auth.js';
+import { applyI18n, initLangToggle, t } from './i18n.js';
 import {
   isValidFacility, isValidName, isValidRoomId, loadProfile, randomRoomId, roomUrl, saveProfile,
 } from './params.js';
@@ -19,6 +21,33 @@ room.value = new URLSearchParams(location.search).get('room') ?? '';
 name.value = profile.name;
 facility.value = profile.facility;
 (([room, name].find((el) => !el.value)) ?? room).focus();
+
+/** @type {import('./auth.js').User|null} */
+let user = null;
+
+/** Header and form for the current sign-in (re-run on a language switch). */
+function renderAccount() {
+  const label = /** @type {HTMLElement} */ (document.getElementById('account-user'));
+  label.hidden = !user;
+  label.textContent = user ? `${t('auth.signedInAs', { name: user.displayName })} · ${t(`role.${user.role}`)}` : '';
+  document.getElementById('sign-in').hidden = !!user;
+  document.getElementById('sign-out').hidden = !user;
+  for (const el of form.querySelectorAll('.guest-only')) /** @type {HTMLElement} */ (el).hidden = !!user;
+  const joinAs = /** @type {HTMLElement} */ (document.getElementById('join-as'));
+  joinAs.hidden = !user;
+  joinAs.textContent = user ? t('auth.joinAs', { name: user.displayName, facility: user.facility }) : '';
+}
+
+document.getElementById('sign-out').addEventListener('click', () => {
+  signOut();
+  user = null;
+  renderAccount();
+});
+document.addEventListener('hoichan:lang', renderAccount);
+whoAmI().then((who) => {
+  user = who.user;
+  renderAccount();
+});
 
 document.getElementById('room-generate').addEventListener('click', () => {
   room.value = randomRoomId();
@@ -40,8 +69,8 @@ form.addEventListener('submit', (e) => {
   const values = { room: room.value.trim(), name: name.value.trim(), facility: facility.value.trim() };
   const checks = [
     [room, isValidRoomId(values.room)],
-    [name, isValidName(values.name)],
-    [facility, isValidFacility(values.facility)],
+    [name, !!user || isValidName(values.name)],
+    [facility, !!user || isValidFacility(values.facility)],
   ];
   // Empty and malformed room ids get different advice.
   const roomError = /** @type {HTMLElement} */ (room.closest('.field').querySelector('.field-error'));
@@ -51,6 +80,10 @@ form.addEventListener('submit', (e) => {
   const firstBad = checks.find(([, ok]) => !ok);
   if (firstBad) {
     /** @type {HTMLInputElement} */ (firstBad[0]).focus();
+    return;
+  }
+  if (user) {
+    location.assign(roomUrl(values.room));
     return;
   }
   saveProfile({ name: values.name, facility: values.facility, room: values.room });

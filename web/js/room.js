@@ -1,6 +1,7 @@
 // Room page: wires local media, the session (protocol) and the DOM (tiles, banner, controls, overlays) together,
 // and publishes window.hoichan for automated tests.
 
+import { adoptTokenFromUrl, getToken, guestsAllowed, loginUrl, whoAmI } from './auth.js';
 import { applyI18n, errorText, initLangToggle, t } from './i18n.js';
 import { icons } from './icons.js';
 import { LocalMedia } from './media.js';
@@ -35,6 +36,7 @@ $('copy-link').querySelector('.copy-icon').innerHTML = icons.link;
 
 const banner = new Banner($('banner'), () => session?.retry());
 
+adoptTokenFromUrl(); // before anything reads the URL: a link may carry a sign-in as ?token=
 const roomId = roomIdFromPath();
 const media = new LocalMedia();
 
@@ -49,6 +51,13 @@ if (!roomId || !isValidRoomId(roomId)) {
 async function main(room) {
   $('room-id').textContent = room;
   document.title = `${room} · Hoichan`;
+
+  // Who joins: the signed-in account (name and facility are the account's), else a guest if the server allows.
+  const who = await whoAmI();
+  if (who.state === 'rejected' || (who.state === 'none' && !(await guestsAllowed()))) {
+    showSignIn(who.state === 'rejected' ? 'auth.expired' : 'auth.required');
+    return;
+  }
 
   // Self view and controls work before joining, so the doctor can check the camera while typing a name.
   const selfTile = new Tile({ local: true });
@@ -67,8 +76,8 @@ async function main(room) {
 
   const renderSelf = () => {
     selfTile.setInfo({
-      name: session?.name ?? '',
-      facility: session?.facility ?? '',
+      name: session?.self?.name ?? session?.name ?? '',
+      facility: session?.self?.facility ?? session?.facility ?? '',
       audioMuted: media.audioMuted,
       videoOff: media.videoOff,
       placeholderKey: media.hasLive('video') ? undefined : 'control.noCamera',
@@ -89,32 +98,41 @@ async function main(room) {
   });
 
   const params = new URLSearchParams(location.search);
-  let name = (params.get('name') ?? '').trim();
-  let facility = (params.get('facility') ?? '').trim();
-  if (!isValidName(name) || !isValidFacility(facility)) {
-    ({ name, facility } = await askForName(room, name, facility));
+  let name = who.user?.displayName ?? '';
+  let facility = who.user?.facility ?? '';
+  if (who.state === 'none') {
+    name = (params.get('name') ?? '').trim();
+    facility = (params.get('facility') ?? '').trim();
+    if (!isValidName(name) || !isValidFacility(facility)) {
+      ({ name, facility } = await askForName(room, name, facility));
+    }
+    saveProfile({ name, facility, room });
   }
-  saveProfile({ name, facility, room });
 
   const record = params.get('record') === '1' ? true : null;
-  session = new Session({ room, name, facility, localMedia: media, record });
+  session = new Session({ room, name, facility, token: getToken(), localMedia: media, record });
   renderSelf();
-  wireSession(session, grid);
+  wireSession(session, grid, renderSelf);
   addEventListener('pagehide', () => session?.leaveNow());
   session.start();
 }
 
-/** @param {Session} s @param {TileGrid} grid */
-function wireSession(s, grid) {
+/** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf */
+function wireSession(s, grid, renderSelf) {
   s.addEventListener('state', (e) => {
     const { state, failure } = e.detail;
     banner.set(state, failure);
     if (state === 'left') {
       grid.reset([]);
       showLeft();
+    } else if (state === 'failed' && failure?.reason === 'auth') {
+      showSignIn(getToken() ? 'auth.expired' : 'auth.required');
     }
   });
-  s.addEventListener('joined', (e) => grid.reset(Object.values(e.detail.peers)));
+  s.addEventListener('joined', (e) => {
+    grid.reset(Object.values(e.detail.peers));
+    renderSelf(); // the server's word on our name and facility (a signed-in account's own)
+  });
   s.addEventListener('peer-joined', (e) => {
     grid.upsert(e.detail.peer);
     if (e.detail.announce) toast(t('peer.joined', { name: e.detail.peer.name }), { kind: 'success', timeoutMs: 4000 });
@@ -196,6 +214,16 @@ function renderMediaNotice() {
   if (!key) return;
   el.querySelector('.media-notice-icon').innerHTML = icons.warning;
   el.querySelector('.media-notice-text').textContent = t(key);
+}
+
+/** The server will not let us in without (a new) sign-in: stop the camera and point to the sign-in page. */
+function showSignIn(reasonKey) {
+  media.stop();
+  banner.set('failed', { reason: 'auth' });
+  $('signin-reason').dataset.i18n = reasonKey;
+  /** @type {HTMLAnchorElement} */ ($('signin-link')).href = loginUrl(location.pathname);
+  applyI18n($('signin-overlay'));
+  $('signin-overlay').hidden = false;
 }
 
 function showLeft() {

@@ -6,7 +6,7 @@ import { PeerSession } from './peer.js';
 
 /** @typedef {'connecting'|'connected'|'reconnecting'|'failed'|'left'} ConnState */
 /** @typedef {{id: string, name: string, facility: string, audioMuted: boolean, videoOff: boolean}} Participant */
-/** @typedef {{reason: 'network'|'media'|'join', code?: string, message?: string}} Failure */
+/** @typedef {{reason: 'network'|'media'|'join'|'auth', code?: string, message?: string}} Failure */
 
 const JOIN_TIMEOUT_MS = 10000;
 /** How long to show "reconnecting" before admitting "failed" (socket.io keeps retrying in the background). */
@@ -23,9 +23,10 @@ const RESTART_WINDOW_MS = 120000;
 
 export class Session extends EventTarget {
   /**
-   * @param {{room: string, name: string, facility: string, localMedia: import('./media.js').LocalMedia}} opts
+   * @param {{room: string, name: string, facility: string, token?: string|null,
+   *   localMedia: import('./media.js').LocalMedia}} opts  token: sign-in token (none = a guest)
    */
-  constructor({ room, name, facility, localMedia, record = null }) {
+  constructor({ room, name, facility, token = null, localMedia, record = null }) {
     super();
     this.room = room;
     this.name = name;
@@ -71,8 +72,8 @@ export class Session extends EventTarget {
     this.signaling = new Signaling({
       onConnect: () => this._onConnect(),
       onDisconnect: (reason) => this._onDisconnect(reason),
-      onConnectError: (err) => console.warn('socket connect error', err.message),
-    });
+      onConnectError: (err) => this._onConnectError(err),
+    }, token);
     this.peer = new PeerSession({
       localMedia,
       send: (event, payload, opts) => this.signaling.send(event, payload, opts),
@@ -177,6 +178,15 @@ export class Session extends EventTarget {
     this._join();
   }
 
+  /** The server refusing the connection (no or bad sign-in) is final: socket.io does not retry it, nor do we. */
+  _onConnectError(err) {
+    console.warn('socket connect error', err.message);
+    const code = /** @type {any} */ (err).data?.code;
+    if (this.left || (code !== 'unauthorized' && code !== 'forbidden')) return;
+    this._clearTimers();
+    this._fail({ reason: 'auth', code, message: /** @type {any} */ (err).data?.message });
+  }
+
   _onDisconnect(reason) {
     if (this.left) return;
     console.warn('socket disconnected:', reason);
@@ -195,8 +205,11 @@ export class Session extends EventTarget {
   async _join() {
     const seq = ++this.joinSeq;
     const resume = this.resumeToken;
-    /** @type {{room: string, name: string, facility: string, resume?: string}} */
-    const payload = { room: this.room, name: this.name, facility: this.facility };
+    // A signed-in participant's name and facility come from the account: the server ignores what we send.
+    /** @type {{room: string, name?: string, facility?: string, resume?: string, record?: boolean}} */
+    const payload = { room: this.room };
+    if (this.name) payload.name = this.name;
+    if (this.facility) payload.facility = this.facility;
     if (resume) {
       payload.resume = resume;
     } else {

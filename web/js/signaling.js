@@ -11,8 +11,11 @@ import { io } from '/static/vendor/socket.io-client-4.8.4/socket.io.esm.min.js';
  */
 
 export class Signaling {
-  /** @param {SignalingHandlers} [handlers] */
-  constructor(handlers = {}) {
+  /**
+   * @param {SignalingHandlers} [handlers]
+   * @param {string|null} [token] sign-in token, sent on every (re)connection; none = join as a guest
+   */
+  constructor(handlers = {}, token = null) {
     this.handlers = handlers;
     // Same origin, path fixed by protocol.md. socket.io retries forever with backoff, which is what a consultation
     // wants; the session decides when to *tell* the user it is failing.
@@ -23,6 +26,7 @@ export class Signaling {
       reconnectionDelayMax: 4000,
       randomizationFactor: 0.3,
       timeout: 10000,
+      auth: token ? { token } : {},
     });
     /** Joined = the server knows this socket as a participant; only then may queued messages go out. */
     this.joined = false;

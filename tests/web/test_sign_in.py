@@ -1,0 +1,117 @@
+"""Sign-in in real headless Chromium: the login page, joining a room as the account, a token carried by the room
+URL, and the "sign in" state when the server refuses a guest or an expired token."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+from support import ACCOUNTS, PASSWORD, SECRET, Server
+
+from signaling.accounts import Account
+from signaling.tokens import TokenIssuer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--allow-loopback-in-peer-connection",
+]
+CONNECTED = "document.body.dataset.state === 'connected'"
+DOCTOR = ACCOUNTS["doctor"]
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        await b.close()
+
+
+@pytest.fixture(scope="module")
+def closed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("closed"), env={"HOICHAN_AUTH__ALLOW_GUESTS": "false"})
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+async def new_page(browser: Browser, errors: list[str]) -> Page:
+    page = await (await browser.new_context(locale="vi-VN")).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+async def test_sign_in_then_join_as_the_account(browser: Browser, server: Server) -> None:
+    errors: list[str] = []
+    doctor = await new_page(browser, errors)
+    await doctor.goto(f"{server.url}/login?next=%2Froom%2Fdang-nhap")
+    await doctor.fill("#username", DOCTOR["username"])
+    await doctor.fill("#password", "sai-mat-khau")
+    await doctor.click("button[type=submit]")
+    await doctor.wait_for_selector("#login-error:not([hidden])")
+    assert await doctor.inner_text("#login-error") == "Sai tên đăng nhập hoặc mật khẩu."
+
+    await doctor.fill("#password", PASSWORD)
+    await doctor.click("button[type=submit]")
+    await doctor.wait_for_url(f"{server.url}/room/dang-nhap")
+    await doctor.wait_for_function(CONNECTED, timeout=20_000)  # no name asked: the account has one
+    assert DOCTOR["display_name"] in await doctor.inner_text("#self-view .tile-name")  # "Bạn · <name>"
+
+    guest = await new_page(browser, errors)
+    await guest.goto(f"{server.url}/room/dang-nhap?name=Nguoi%20nha")
+    await guest.wait_for_function(CONNECTED, timeout=20_000)
+    tile = guest.locator(".tile[data-participant-id]")
+    await tile.wait_for()
+    assert DOCTOR["display_name"] in await tile.inner_text() and DOCTOR["facility"] in await tile.inner_text()
+
+    # the start page shows who is signed in in this tab, and signs out
+    await doctor.goto(server.url + "/")
+    await doctor.wait_for_selector("#account-user:not([hidden])")
+    assert DOCTOR["display_name"] in await doctor.inner_text("#account-user")
+    assert await doctor.is_hidden("#name")  # the account's name is used, nothing to type
+    await doctor.click("#sign-out")
+    await doctor.wait_for_selector("#sign-in:not([hidden])")
+    assert await doctor.evaluate("sessionStorage.getItem('hoichan.token')") is None
+    assert await doctor.is_visible("#name")
+    assert not errors
+
+
+async def test_a_closed_server_asks_to_sign_in_and_takes_a_token_in_the_url(browser: Browser, closed: Server) -> None:
+    errors: list[str] = []
+    page = await new_page(browser, errors)
+    await page.goto(f"{closed.url}/room/kin?name=Khach")
+    await page.wait_for_selector("#signin-overlay:not([hidden])")
+    assert await page.evaluate("document.body.dataset.state") == "failed"
+    assert await page.get_attribute("#signin-link", "href") == "/login?next=%2Froom%2Fkin"
+    assert "chỉ dành cho tài khoản đã đăng nhập" in await page.inner_text("#signin-overlay")
+    assert await page.is_hidden(".banner-retry")
+
+    issuer = TokenIssuer(SECRET.encode(), datetime.timedelta(minutes=720))
+    account = Account(DOCTOR["username"], DOCTOR["display_name"], "doctor", DOCTOR["facility"])
+    expired = issuer.issue(account, now=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2))
+    await page.goto(f"{closed.url}/room/kin?token={expired}")
+    await page.wait_for_selector("#signin-overlay:not([hidden])")
+    assert "hết hạn" in await page.inner_text("#signin-overlay")
+
+    await page.goto(f"{closed.url}/room/kin?token={await closed.login('doctor')}")
+    await page.wait_for_function(CONNECTED, timeout=20_000)
+    assert "token" not in page.url  # taken out of the address bar, kept for this tab
+    _, room = await closed.get("/api/rooms/kin", user="admin")
+    assert [p["name"] for p in room["participants"]] == [DOCTOR["display_name"]]
+    assert not errors
