@@ -13,6 +13,7 @@ import logging
 import random
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
@@ -132,7 +133,7 @@ class Producer:
         ntp = clock.current_ntp_time()
         templates: dict[ExtensionKey, bytes] = {}
         for consumer in tuple(self.consumers):
-            await consumer.forward(packet, key, keyframe, ntp, templates)
+            consumer.forward(packet, key, keyframe, ntp, templates)
 
 
 class Consumer:
@@ -162,6 +163,7 @@ class Consumer:
         self._last_ts: int | None = None
         self._last_time = 0.0
         self._rtx_seq = random.getrandbits(15)
+        self._send: Callable[[bytes], None] | None = None
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)
         producer.consumers.add(self)
 
@@ -185,7 +187,7 @@ class Consumer:
     def _on_keyframe_request(self) -> None:
         self.producer.request_keyframe()
 
-    async def forward(
+    def forward(
         self,
         packet: RtpPacket,
         codec_key_: str,
@@ -196,6 +198,7 @@ class Consumer:
         if not self._active:
             return
         if self._transport.state != "connected":
+            self._send = None
             return
         payload_type = self._payload_types.get(codec_key_)
         if payload_type is None:
@@ -226,6 +229,17 @@ class Consumer:
         data = stamp(tmpl, packet.marker, payload_type, out_seq, out_ts, self._ssrc)
         self._report.sent(ntp, out_ts, len(packet.payload))
         self.packets_sent += 1
+        self._transmit(data)
+
+    def _transmit(self, data: bytes) -> None:
+        if self._send is None:
+            self._send = hooks.udp_sender(self._transport) or self._send_via_aiortc
+        self._send(data)
+
+    def _send_via_aiortc(self, data: bytes) -> None:
+        asyncio.ensure_future(self._send_rtp(data))
+
+    async def _send_rtp(self, data: bytes) -> None:
         try:
             await self._transport._send_rtp(data)
         except ConnectionError:
@@ -254,6 +268,8 @@ class Consumer:
             return
         out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         ntp = clock.current_ntp_time()
+        if self._transport.state != "connected":
+            return
         rtx_type = self._rtx_types.get(payload_type)
         if rtx_type is None:
             data = stamp(template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF), packet.marker, payload_type,
@@ -263,7 +279,4 @@ class Consumer:
                             payload=struct.pack("!H", out_seq) + packet.payload)
             data = stamp(tmpl, packet.marker, rtx_type, self._rtx_seq, out_ts, self._rtx_ssrc)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        try:
-            await self._transport._send_rtp(data)
-        except ConnectionError:
-            pass
+        self._transmit(data)

@@ -179,3 +179,29 @@ def restrict_udp_ports(low: int, high: int) -> None:
     shim.__dict__.update(asyncio.__dict__)
     shim.get_running_loop = lambda: _PortRangeLoop(asyncio.get_running_loop(), low, high)  # type: ignore[attr-defined]
     aioice.ice.asyncio = shim  # type: ignore[attr-defined]
+
+
+def udp_sender(transport: RTCDtlsTransport) -> Optional[Callable[[bytes], None]]:
+    """A synchronous SRTP-protect-and-sendto for a connected transport whose ICE pair is plain UDP.
+
+    aiortc sends each packet through five nested coroutines (DTLS, ICE transport, connection, pair, protocol);
+    a relay sends every packet once per consumer, so that chain dominates its cost. None when the pair is not
+    a plain UDP socket (e.g. TURN over TCP): the caller then uses aiortc's own path.
+    """
+    pair = transport.transport._connection._nominated.get(1)
+    if pair is None or type(pair.protocol) is not aioice.ice.StunProtocol or pair.protocol.transport is None:
+        return None
+    protect = transport._tx_srtp.protect
+    sendto = pair.protocol.transport.sendto
+    address = pair.remote_addr
+    counters: dict[str, Any] = transport.__dict__
+    if "_RTCDtlsTransport__tx_bytes" not in counters:
+        raise IncompatibleAiortc("RTCDtlsTransport has no tx counters")
+
+    def send(data: bytes) -> None:
+        packet = protect(data)
+        sendto(packet, address)
+        counters["_RTCDtlsTransport__tx_bytes"] += len(packet)
+        counters["_RTCDtlsTransport__tx_packets"] += 1
+
+    return send

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aioice.ice
 import aiortc
 import pytest
@@ -80,3 +82,34 @@ async def test_host_candidates_bind_inside_the_configured_udp_range() -> None:
             await pc.close()
     finally:
         aioice.ice.asyncio = original
+
+
+async def test_udp_sender_protects_and_sends_on_the_nominated_pair() -> None:
+    """Two aiortc peers on loopback: the fast path's packets are decrypted and counted by the other side."""
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    hooks.restrict_host_addresses(["127.0.0.1"])
+    try:
+        sender = a.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+        await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        transport = sender.sender.transport
+        for _ in range(100):
+            if transport.state == "connected" and b.getReceivers()[0].transport.state == "connected":
+                break
+            await asyncio.sleep(0.05)
+        send = hooks.udp_sender(transport)
+        assert send is not None
+        received = b.getReceivers()[0].transport._RTCDtlsTransport__rx_packets  # type: ignore[attr-defined]
+        sent = transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
+        header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1]) + sender.sender._ssrc.to_bytes(4, "big")
+        for seq in range(10):
+            send(header[:2] + seq.to_bytes(2, "big") + header[4:] + b"payload")
+        await asyncio.sleep(0.2)
+        assert transport._RTCDtlsTransport__tx_packets == sent + 10  # type: ignore[attr-defined]
+        assert b.getReceivers()[0].transport._RTCDtlsTransport__rx_packets >= received + 10  # type: ignore[attr-defined]
+    finally:
+        await a.close()
+        await b.close()
