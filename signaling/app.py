@@ -25,6 +25,7 @@ from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of
 from .config import Config
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
+from .recordings import api as recordings
 from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
+    recordings.add_routes(app, config)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

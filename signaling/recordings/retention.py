@@ -16,21 +16,28 @@ from .catalogue import Catalogue, Manifest
 from .files import NotFound
 from .state import AdminState, AdminStates
 
-__all__ = ["Retention", "why_kept"]
+__all__ = ["KEPT_BECAUSE", "Retention", "why_kept"]
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 3600.0
 
 
+KEPT_BECAUSE = {
+    "recording": "the recording is still running",
+    "hold": "the recording is on legal hold",
+    "combining": "a combined file is being made",
+}
+
+
 def why_kept(manifest: Manifest, state: AdminState) -> str | None:
-    """Why this recording must not be deleted now, or None if it may be."""
+    """Why this recording must not be deleted now (a ``KEPT_BECAUSE`` key), or None if it may be."""
     if manifest.state == "recording":
-        return "the recording is still running"
+        return "recording"
     if state.hold:
-        return "the recording is on legal hold"
+        return "hold"
     if state.combine.busy:
-        return "a combined file is being made"
+        return "combining"
     return None
 
 

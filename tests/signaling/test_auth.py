@@ -144,6 +144,11 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         "GET /api/rooms": frozenset({"admin", "technician"}),
         "GET /api/rooms/{room_id}": frozenset({"admin", "technician"}),
         "GET /api/me": frozenset(ROLES),
+        **{route: frozenset({"admin"}) for route in (
+            "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
+            "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
+            "PUT /api/recordings/{id}/hold", "DELETE /api/recordings/{id}", "GET /api/audit",
+        )},  # fmt: skip
     }
 
 
