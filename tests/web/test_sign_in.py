@@ -85,6 +85,14 @@ async def test_sign_in_then_join_as_the_account(browser: Browser, server: Server
     await doctor.wait_for_selector("#account-user:not([hidden])")
     assert DOCTOR["display_name"] in await doctor.inner_text("#account-user")
     assert await doctor.is_hidden("#name")  # the account's name is used, nothing to type
+    await doctor.route("**/room/tu-trang-chu*", lambda route: route.abort())  # the URL is what matters here
+    await doctor.fill("#room", "tu-trang-chu")
+    await doctor.check("input[name=record]")
+    async with doctor.expect_request("**/room/tu-trang-chu*") as opened:
+        await doctor.click("#landing-form button[type=submit]", no_wait_after=True)
+    assert (await opened.value).url == f"{server.url}/room/tu-trang-chu?record=1"  # no name: the account's is used
+    await doctor.goto(server.url + "/")
+    await doctor.wait_for_selector("#account-user:not([hidden])")
     await doctor.click("#sign-out")
     await doctor.wait_for_selector("#sign-in:not([hidden])")
     assert await doctor.evaluate("sessionStorage.getItem('hoichan.token')") is None

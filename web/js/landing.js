@@ -82,11 +82,11 @@ form.addEventListener('submit', (e) => {
     /** @type {HTMLInputElement} */ (firstBad[0]).focus();
     return;
   }
-  if (user) {
-    location.assign(roomUrl(values.room));
+  const record = /** @type {HTMLInputElement} */ (form.elements.namedItem('record')).checked;
+  if (user) { // the account's name and facility are used: the URL needs neither
+    location.assign(roomUrl(values.room, '', '', record));
     return;
   }
   saveProfile({ name: values.name, facility: values.facility, room: values.room });
-  const record = /** @type {HTMLInputElement} */ (form.elements.namedItem('record')).checked;
   location.assign(roomUrl(values.room, values.name, values.facility, record));
 });
