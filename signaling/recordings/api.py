@@ -32,7 +32,7 @@ from ..auth import AUTHENTICATOR, AuthError, error_response, identity_of, public
 from ..config import Config
 from .audit import AuditLog
 from .catalogue import Catalogue, Filter
-from .combine import CombineRefused, Combiner
+from .combine import Combiner, CombineRefused
 from .files import COMBINED, MANIFEST, NotFound, RecordingFiles
 from .retention import KEPT_BECAUSE, Retention, why_kept
 from .state import AdminStates
@@ -246,12 +246,15 @@ async def list_recordings(request: web.Request) -> web.Response:
     )
     _detail(request, request.query_string or None)
     recordings = request.app[RECORDINGS]
-    found = await asyncio.to_thread(recordings.catalogue.search, query)
-    rows = []
-    for manifest in found:
-        state = recordings.states.get(manifest.id)
-        rows.append({**manifest.summary(), "hold": state.hold, "combine": state.combine.model_dump(mode="json")})
-    return _json({"recordings": rows})
+
+    def rows() -> list[dict[str, Any]]:  # reads every manifest and admin.json: off the event loop
+        found = []
+        for manifest in recordings.catalogue.search(query):
+            state = recordings.states.get(manifest.id)
+            found.append({**manifest.summary(), "hold": state.hold, "combine": state.combine.model_dump(mode="json")})
+        return found
+
+    return _json({"recordings": await asyncio.to_thread(rows)})
 
 
 @_admin_route("view")

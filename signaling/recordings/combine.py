@@ -34,6 +34,10 @@ FRAME_RATE = 15
 VIDEO_BITRATE = "600k"
 AUDIO_BITRATE = "48k"
 _PROGRESS_EVERY = 1.0  # seconds between admin.json progress writes
+# A job still running after this long is stuck (ffmpeg normally runs several times faster than real time, even
+# niced on a busy server): killed, so that it cannot hold up the queue forever.
+TIME_LIMIT_BASE = 120.0
+TIME_LIMIT_FACTOR = 10.0
 
 
 class CombineRefused(Exception):
@@ -198,12 +202,15 @@ class Combiner:
             assert process.stdout is not None and process.stderr is not None
             stderr = asyncio.create_task(process.stderr.read())
             try:
-                await self._follow_progress(recording_id, process.stdout, duration)
-                code = await process.wait()
-            except BaseException:
+                async with asyncio.timeout(TIME_LIMIT_BASE + TIME_LIMIT_FACTOR * duration):
+                    await self._follow_progress(recording_id, process.stdout, duration)
+                    code = await process.wait()
+            except BaseException as exc:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+                if isinstance(exc, TimeoutError):
+                    raise RuntimeError("ffmpeg did not finish in time and was stopped") from None
                 raise
             message = (await stderr).decode(errors="replace").strip()
             if code != 0:  # raising inside the block discards the temporary file
@@ -218,7 +225,7 @@ class Combiner:
             if time.monotonic() - last_write >= _PROGRESS_EVERY:
                 last_write = time.monotonic()
                 percent = round(min(99.0, max(0.0, int(value) / 1e6 / duration * 100)), 1)
-                await self.states.update(recording_id, lambda s: _job(s, progress=percent))
+                await self.states.update(recording_id, lambda s, p=percent: _job(s, progress=p))
 
     async def _finish(self, recording_id: str, outcome: str, error: str | None = None) -> None:
         progress = {"progress": 100.0} if outcome == "done" else {}

@@ -71,7 +71,7 @@ async def test_admin_finds_plays_combines_holds_and_deletes(
     assert rid in (await page.text_content("#manifest") or "")
 
     # The first person's video track plays, decodes frames and seeks (HTTP Range under the hood).
-    video = f"#tracks figure.track-video video"
+    video = "#tracks figure.track-video video"
     await page.wait_for_function(f"document.querySelector('{video}').readyState >= 1", timeout=15_000)
     await page.eval_on_selector(video, "v => { v.muted = true; return v.play(); }")
     await page.wait_for_function(

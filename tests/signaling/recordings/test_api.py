@@ -171,7 +171,7 @@ async def test_paths_outside_a_recording_are_never_served(server: Server, maker:
         f"{base}/tracks/{symlinked}",
         f"{base}/tracks/{symlinked}%00.webm",
         f"/api/recordings/..%2F..%2F/tracks/{symlinked}",
-        f"/api/recordings/%2e%2e/tracks/secret.txt",
+        "/api/recordings/%2e%2e/tracks/secret.txt",
         f"/api/recordings/{linked_recording}",
         f"/api/recordings/{linked_recording}/tracks/{maker.track(rid)}",
         f"/api/recordings/{linked_recording}/zip",

@@ -13,8 +13,9 @@ import pytest
 from recordings_support import CLIP_SECONDS, RecordingMaker
 from support import wait_for
 
+from signaling.recordings import combine
 from signaling.recordings.catalogue import Catalogue
-from signaling.recordings.combine import CombineRefused, Combiner, Layout
+from signaling.recordings.combine import Combiner, CombineRefused, Layout
 from signaling.recordings.files import RecordingFiles
 from signaling.recordings.state import AdminStates, CombineJob
 
@@ -101,6 +102,18 @@ async def test_a_broken_track_fails_the_job_cleanly(maker: RecordingMaker, combi
     assert "ffmpeg exited" in (combiner.states.get(rid).combine.error or "")
     assert not (maker.root / rid / "combined.webm").exists()
     assert [p.name for p in (maker.root / rid).iterdir() if p.name.startswith(".")] == []
+
+
+async def test_a_stuck_job_is_stopped(
+    maker: RecordingMaker, combiner: Combiner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(combine, "TIME_LIMIT_BASE", 0.05)
+    monkeypatch.setattr(combine, "TIME_LIMIT_FACTOR", 0.0)
+    rid = maker.make()
+    await combiner.submit(rid, "quantri")
+    await wait_for(lambda: combiner.states.get(rid).combine.state == "failed", timeout=30)
+    assert "did not finish in time" in (combiner.states.get(rid).combine.error or "")
+    assert sorted(p.name for p in (maker.root / rid).iterdir() if p.name.startswith(".") or "combined" in p.name) == []
 
 
 async def test_jobs_left_by_a_stopped_server_are_marked_failed(maker: RecordingMaker) -> None:

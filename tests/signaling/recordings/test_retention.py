@@ -11,7 +11,7 @@ from signaling.recordings.audit import AuditLog
 from signaling.recordings.catalogue import Catalogue
 from signaling.recordings.files import RecordingFiles
 from signaling.recordings.retention import Retention
-from signaling.recordings.state import CombineJob, AdminStates
+from signaling.recordings.state import AdminStates, CombineJob
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
