@@ -219,7 +219,8 @@ class SignalingEvents:
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         if not self.registry.members(message.room):
-            self.recording.opened(message.room, message.record)
+            # a recording is part of the medical record: only signed-in staff may ask for one
+            self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
         peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())

@@ -130,6 +130,7 @@ class RoomRecorder:
         self._open: set[TrackWriter] = set()
         self._finished = asyncio.Event()
         self._finished.set()
+        self._after_full_disk: asyncio.Future[None] | None = None
         self.manifest: dict[str, Any] = {
             "version": 1, "id": self.id, "room_id": room_id, "consult_id": meta.get("consult_id"),
             "started_at": now(), "ended_at": None, "state": "recording", "ended_cleanly": False,
@@ -140,17 +141,28 @@ class RoomRecorder:
         self._save()
 
     def _save(self) -> None:
-        """Write the manifest; on a full disk, give back the reserved space so the failure itself is recorded."""
-        path = self.directory / "manifest.json"
+        """Write the manifest, or, after the disk filled up, leave it to ``_save_when_writers_closed``."""
+        if self._after_full_disk is not None:
+            return
         try:
-            write_atomically(path, self.manifest)
+            write_atomically(self.directory / "manifest.json", self.manifest)
         except OSError as exc:
-            reserve = self.directory / RESERVE
-            if exc.errno == errno.ENOSPC and reserve.exists():
-                reserve.unlink()
-                self._save()
-            else:
+            if exc.errno != errno.ENOSPC:
                 self._fail(f"cannot write the manifest: {exc}")
+                return
+            self._fail(f"recording disk is full: {exc.strerror}")
+            self._after_full_disk = asyncio.ensure_future(self._save_when_writers_closed())
+
+    async def _save_when_writers_closed(self) -> None:
+        """On a full disk: once every file is closed (their last bytes written), give back the reserved space,
+        which nothing else of this recording can take any more, and write the manifest with the failure in it."""
+        await self._finished.wait()
+        (self.directory / RESERVE).unlink(missing_ok=True)
+        try:
+            write_atomically(self.directory / "manifest.json", self.manifest)
+        except OSError as exc:
+            logger.error("recording %s: manifest not written even with the reserve: %s", self.id, exc)
+        self._after_full_disk = None
 
     def participant_joined(self, participant_id: str, info: dict[str, Any]) -> None:
         for entry in self.manifest["participants"]:
@@ -219,6 +231,8 @@ class RoomRecorder:
         for recorder in self._producers.values():
             recorder._close_segment()
         await self._finished.wait()
+        if self._after_full_disk is not None:
+            await self._after_full_disk
         self.manifest.update(
             ended_at=now(), state="complete", end_reason=reason,
             ended_cleanly=clean and not self.manifest["errors"],

@@ -104,7 +104,8 @@ async def test_page_speaks_vietnamese_by_default_and_english_on_request(browser:
 
 
 async def test_everyone_sees_that_the_room_is_recorded(browser: Browser, server: Server) -> None:
-    opener, errors = await open_room(browser, server, "recorded", "BacSiA", query="&record=1")
+    token = await server.login("doctor")  # only signed-in staff may ask for a recording
+    opener, errors = await open_room(browser, server, "recorded", "BacSiA", query=f"&record=1&token={token}")
     await opener.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
     joiner, more_errors = await open_room(browser, server, "recorded", "BacSiB")
     for page in (opener, joiner):

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from client.participant import Participant
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
+from support import ACCOUNTS, PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +53,19 @@ def decode(path: Path) -> tuple[str, int, list[int]]:
     return codec, frames, pts
 
 
-def peer(server: Server, room: str, name: str, record: bool | None = None) -> Participant:
-    return Participant(server.url, room, name, tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()], record=record)
+def peer(server: Server, room: str, name: str, record: bool | None = None, token: str | None = None) -> Participant:
+    return Participant(server.url, room, name, tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()], record=record,
+                       token=token)
 
 
 async def finished(server: Server, recording_id: str) -> dict[str, Any]:
-    await wait_for(lambda: manifest_of(server, recording_id)["state"] == "complete", timeout=10)
+    await wait_for(lambda: manifest_of(server, recording_id)["state"] == "complete", timeout=30)
     return manifest_of(server, recording_id)
 
 
 async def test_ten_second_consult_is_recorded_without_transcoding(recording_server: Server) -> None:
-    a, b = peer(recording_server, "rec10", "A", record=True), peer(recording_server, "rec10", "B")
+    doctor = await recording_server.login("doctor")  # only signed-in staff may ask for a recording
+    a, b = peer(recording_server, "rec10", "A", record=True, token=doctor), peer(recording_server, "rec10", "B")
     await a.join()
     assert a.recording["active"] is True  # shown from the first second, before media even starts
     await b.join()
@@ -75,7 +77,8 @@ async def test_ten_second_consult_is_recorded_without_transcoding(recording_serv
     manifest = await finished(recording_server, recording_id)
 
     assert manifest["ended_cleanly"] is True and manifest["room_id"] == "rec10"
-    assert {p["name"] for p in manifest["participants"]} == {"A", "B"}
+    assert {p["name"] for p in manifest["participants"]} == {ACCOUNTS["doctor"]["display_name"], "B"}
+    assert {p["role"] for p in manifest["participants"]} == {"doctor", "guest"}
     tracks = manifest["tracks"]
     assert sorted((t["participant_id"], t["kind"]) for t in tracks) == sorted(
         (p.id, kind) for p in (a, b) for kind in ("audio", "video"))
@@ -97,18 +100,21 @@ async def test_ten_second_consult_is_recorded_without_transcoding(recording_serv
             assert container.duration is not None
 
 
-async def test_policy_ask_records_only_when_asked(recording_server: Server) -> None:
-    a, b = peer(recording_server, "norec", "A"), peer(recording_server, "norec", "B")
-    await a.join()
-    await b.join()
-    await asyncio.sleep(1)
-    assert a.recording == b.recording == {"active": False, "recordingId": None, "error": None}
-    await asyncio.gather(a.leave(), b.leave())
-    assert not any(p.name.split("-")[1:2] == ["norec"] for p in recordings(recording_server).iterdir())
+async def test_policy_ask_records_only_when_staff_ask(recording_server: Server) -> None:
+    # nobody asks; then a guest opens a room asking for a recording: a guest cannot create a medical record
+    for room, record in (("norec", None), ("guest-asks", True)):
+        a, b = peer(recording_server, room, "A", record=record), peer(recording_server, room, "B", record=True)
+        await a.join()
+        await b.join()
+        await asyncio.sleep(1)
+        assert a.recording == b.recording == {"active": False, "recordingId": None, "error": None}
+        await asyncio.gather(a.leave(), b.leave())
+        assert not [d for d in recordings(recording_server).iterdir() if f"-{room}-" in d.name]
 
 
 async def test_rejoin_reconnect_and_muted_camera_keep_timestamps_right(recording_server: Server) -> None:
-    a, b = peer(recording_server, "gaps", "A", record=True), peer(recording_server, "gaps", "B")
+    doctor = await recording_server.login("doctor")
+    a, b = peer(recording_server, "gaps", "A", record=True, token=doctor), peer(recording_server, "gaps", "B")
     await a.join()
     await b.join()
     await wait_for(lambda: a.recording.get("recordingId"), timeout=10)
@@ -213,7 +219,7 @@ async def test_full_disk_stops_recording_but_not_the_call(tmp_path: Path, tiny_d
         await asyncio.gather(a.leave(), b.leave())
         manifest = json.loads((tiny_disk / recording_id / "manifest.json").read_text())
         await wait_for(lambda: json.loads((tiny_disk / recording_id / "manifest.json").read_text())["state"] == "complete",
-                       timeout=10)
+                       timeout=30)
         manifest = json.loads((tiny_disk / recording_id / "manifest.json").read_text())
         assert manifest["ended_cleanly"] is False and manifest["errors"]
         for track in manifest["tracks"]:  # what was written before the disk filled stays playable
