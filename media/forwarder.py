@@ -57,7 +57,7 @@ class Producer:
         self.participant_id = participant_id
         self.kind = kind
         self.consumers: set[Consumer] = set()
-        self.sink: Optional[PacketSink] = None
+        self.sink: PacketSink | None = None
         self.epoch = 0  # bumped whenever a new upstream (peer connection) is attached
         self.packets_received = 0
         self._codecs: dict[int, Any] = {}

@@ -181,7 +181,7 @@ def restrict_udp_ports(low: int, high: int) -> None:
     aioice.ice.asyncio = shim  # type: ignore[attr-defined]
 
 
-def udp_sender(transport: RTCDtlsTransport) -> Optional[Callable[[bytes], None]]:
+def udp_sender(transport: RTCDtlsTransport) -> Callable[[bytes], None] | None:
     """A synchronous SRTP-protect-and-sendto for a connected transport whose ICE pair is plain UDP.
 
     aiortc sends each packet through five nested coroutines (DTLS, ICE transport, connection, pair, protocol);

@@ -12,10 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import numpy as np
 import yaml
 from aiortc import MediaStreamTrack
@@ -215,6 +217,19 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.sample_rate, frame.pts, frame.time_base = 48000, self._samples, fractions.Fraction(1, 48000)
         self._samples += 960
         return frame
+
+
+def server_fixture(name: str, env: dict[str, str]) -> Any:
+    """A module-scoped fixture: a server of its own with these settings (``HOICHAN_...`` variables)."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        srv = Server(tmp_path_factory.mktemp(name), env=env)
+        srv.start()
+        yield srv
+        srv.stop()
+
+    return fixture
 
 
 async def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> None:

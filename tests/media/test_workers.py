@@ -5,28 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 
-import pytest
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
+from support import PatternVideoTrack, Server, ToneAudioTrack, server_fixture, wait_for
 
 from client.participant import Participant
 
 
-@pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("workers"), env={"HOICHAN_MEDIA__WORKERS": "2"})
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("inproc"), env={"HOICHAN_MEDIA__WORKERS": "0"})
-    srv.start()
-    yield srv
-    srv.stop()
+two_workers = server_fixture("workers", {"HOICHAN_MEDIA__WORKERS": "2"})
+in_process = server_fixture("inproc", {"HOICHAN_MEDIA__WORKERS": "0"})
 
 
 def pair(server: Server, room: str) -> tuple[Participant, Participant]:

@@ -13,7 +13,7 @@ import datetime
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import socketio
-from support import ACCOUNTS, PASSWORD, ROOT, SECRET, PatternVideoTrack, Server, ToneAudioTrack, wait_for
+from support import ACCOUNTS, PASSWORD, ROOT, SECRET, PatternVideoTrack, Server, ToneAudioTrack, server_fixture, wait_for
 
 from client.participant import Participant
 from signaling.accounts import Account
@@ -258,13 +258,7 @@ class Connection:
         await self.sio.disconnect()
 
 
-@pytest.fixture(scope="module")
-def closed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A production-like server: guests not allowed."""
-    srv = Server(tmp_path_factory.mktemp("closed"), env={"HOICHAN_AUTH__ALLOW_GUESTS": "false"})
-    srv.start()
-    yield srv
-    srv.stop()
+closed = server_fixture("closed", {"HOICHAN_AUTH__ALLOW_GUESTS": "false"})  # production-like: no guests
 
 
 @pytest.mark.parametrize("guests", ["allowed", "refused"])

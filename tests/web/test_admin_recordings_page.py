@@ -4,17 +4,13 @@ combine with a progress bar, hold, delete through the typed confirmation, read t
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from recordings_support import RecordingMaker, make_clips
 from support import Server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("chromium") or not shutil.which("ffmpeg"), reason="needs Debian's chromium and ffmpeg"
@@ -24,14 +20,6 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def maker(server: Server, tmp_path_factory: pytest.TempPathFactory) -> RecordingMaker:
     return RecordingMaker(server.tmp / "data" / "recordings", make_clips(tmp_path_factory.mktemp("clips")))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 async def open_page(browser: Browser, server: Server, user: str) -> tuple[Page, list[str]]:

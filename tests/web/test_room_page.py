@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from support import Server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--allow-loopback-in-peer-connection",
-]
 
-pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)")
 
 INBOUND_VIDEO = """async () => {
   const pc = window.hoichan && window.hoichan.pc;
@@ -35,14 +18,6 @@ INBOUND_VIDEO = """async () => {
     out.push({framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, mid: s.mid}); });
   return out;
 }"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 async def open_room(browser: Browser, server: Server, room: str, name: str, query: str = "") -> tuple[Page, list[str]]:

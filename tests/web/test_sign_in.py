@@ -4,43 +4,18 @@ URL, and the "sign in" state when the server refuses a guest or an expired token
 from __future__ import annotations
 
 import datetime
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from support import ACCOUNTS, PASSWORD, SECRET, Server
 
 from signaling.accounts import Account
 from signaling.tokens import TokenIssuer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--allow-loopback-in-peer-connection",
-]
 CONNECTED = "document.body.dataset.state === 'connected'"
 DOCTOR = ACCOUNTS["doctor"]
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which("chromium"), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        await b.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,10 @@ import av
 import pytest
 
 from client.participant import Participant
-from support import ACCOUNTS, PatternVideoTrack, Server, ToneAudioTrack, wait_for
+from support import ACCOUNTS, PatternVideoTrack, Server, ToneAudioTrack, server_fixture, wait_for
 
 
-@pytest.fixture(scope="module")
-def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("recording"), env={"HOICHAN_RECORDING__POLICY": "ask"})
-    srv.start()
-    yield srv
-    srv.stop()
+recording_server = server_fixture("recording", {"HOICHAN_RECORDING__POLICY": "ask"})
 
 
 def recordings(server: Server) -> Path:

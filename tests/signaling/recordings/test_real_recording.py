@@ -10,24 +10,18 @@ import json
 import shutil
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
+from support import PatternVideoTrack, Server, ToneAudioTrack, server_fixture, wait_for
 
 from client.participant import Participant
 
 pytestmark = pytest.mark.skipif(not shutil.which("ffprobe"), reason="ffmpeg is not installed")
 
 
-@pytest.fixture(scope="module")
-def recording_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("real"), env={"HOICHAN_RECORDING__POLICY": "always"})
-    srv.start()
-    yield srv
-    srv.stop()
+recording_server = server_fixture("real", {"HOICHAN_RECORDING__POLICY": "always"})
 
 
 async def api(server: Server, method: str, path: str, token: str) -> tuple[int, bytes]:
