@@ -4,9 +4,9 @@ Run by ``relay.py`` as ``python bench/loadgen.py``; it talks JSON lines: reads `
 subscribers], ...]}``, joins everyone, prints ``{"ready": ...}`` once every subscriber has video; reads ``{"t0",
 "t1"}`` (``time.monotonic()`` instants, which are system-wide on Linux) and prints what arrived in that window.
 
-Nothing here decodes: the shared two cores belong to the relay. Subscribers count frames at the RTP level
-(marker bits) on tapped receivers, and a frame is recognised across the relay by a hash of its first packet's
-payload, which the relay never changes.
+Nothing here decodes: the shared cores belong to the relay. Subscribers count complete frames at the RTP level
+on tapped receivers, and a frame is recognised across the relay by a hash of its first packet's payload, which
+the relay never changes.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Publisher(Participant):
     """Publishes the clip and records when the first packet of each video frame leaves."""
 
     def __init__(self, url: str, room: str, video: list[bytes], audio: list[bytes]) -> None:
-        self.video, self.audio = video_track(video), audio_track(audio)
-        super().__init__(url, room, "pub", tracks=[self.video, self.audio], consume=False)
+        self.video = video_track(video)
+        super().__init__(url, room, "pub", tracks=[self.video, audio_track(audio)], consume=False)
         self.sent: dict[int, float] = {}  # frame hash -> time.monotonic() when sent
         self._hooked = False
 
@@ -84,28 +84,41 @@ class Publisher(Participant):
 
 
 class Stream:
-    """One forwarded video stream as one subscriber sees it."""
+    """One forwarded video stream as one subscriber sees it: complete frames, and each frame's latency."""
 
     def __init__(self, sent: dict[int, float]) -> None:
-        self.frames = 0  # in the window
+        self.frames = 0  # completed in the window
         self.started = False
         self.latencies: list[float] = []
         self._sent = sent
-        self._seen: set[int] = set()  # RTX repairs of a first packet must not count again
+        # RTP timestamp -> (sequence numbers seen, [first packet's, marker packet's]). A frame counts once all
+        # its packets are in, RTX repairs included: counting marker bits alone would hide losses.
+        self._pending: dict[int, tuple[set[int], list[int]]] = {}
 
     async def on_packet(self, packet: RtpPacket) -> None:
         now = time.monotonic()
         self.started = True
         if not Window.contains(now):
             return
-        if packet.marker:
-            self.frames += 1
+        entry = self._pending.get(packet.timestamp)
+        if entry is None:
+            entry = self._pending[packet.timestamp] = (set(), [-1, -1])
+            if len(self._pending) > 64:  # ~2 s of frames that will never complete
+                del self._pending[next(iter(self._pending))]
+        seen, ends = entry
+        if packet.sequence_number in seen:
+            return  # a retransmission of something that had arrived
+        seen.add(packet.sequence_number)
         if is_frame_start(packet.payload):
-            key = zlib.crc32(packet.payload)
-            sent = self._sent.get(key)
-            if sent is not None and key not in self._seen:
-                self._seen.add(key)
+            ends[0] = packet.sequence_number
+            sent = self._sent.get(zlib.crc32(packet.payload))
+            if sent is not None:
                 self.latencies.append(now - sent)
+        if packet.marker:
+            ends[1] = packet.sequence_number
+        if ends[0] >= 0 and ends[1] >= 0 and len(seen) == ((ends[1] - ends[0]) & 0xFFFF) + 1:
+            self.frames += 1
+            del self._pending[packet.timestamp]
 
 
 async def _ignore(packet: RtpPacket) -> None:
@@ -178,7 +191,7 @@ async def main() -> None:
     Window.t0, Window.t1 = window["t0"], window["t1"]
     lags: list[float] = []
     monitor = asyncio.ensure_future(lag_monitor(lags))
-    await asyncio.sleep(max(0.0, Window.t1 - time.monotonic()) + 0.3)  # let the window's last packets land
+    await asyncio.sleep(max(0.0, Window.t1 - time.monotonic()))
     monitor.cancel()
     seconds = Window.t1 - Window.t0
     write_line({
