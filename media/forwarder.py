@@ -165,6 +165,7 @@ class Consumer:
         self._rtx_seq = random.getrandbits(15)
         self._send: Callable[[bytes], None] | None = None
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)
+        self._release_reports: Callable[[], None] | None = hooks.defer_sender_reports(self.sender)
         producer.consumers.add(self)
 
     def activate(self) -> None:
@@ -197,7 +198,7 @@ class Consumer:
     ) -> None:
         if not self._active:
             return
-        if self._transport.state != "connected":
+        if not hooks.is_connected(self._transport):
             self._send = None
             return
         payload_type = self._payload_types.get(codec_key_)
@@ -234,6 +235,9 @@ class Consumer:
     def _transmit(self, data: bytes) -> None:
         if self._send is None:
             self._send = hooks.udp_sender(self._transport) or self._send_via_aiortc
+            if self._release_reports is not None:
+                self._release_reports()
+                self._release_reports = None
         self._send(data)
 
     def _send_via_aiortc(self, data: bytes) -> None:
@@ -268,7 +272,7 @@ class Consumer:
             return
         out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         ntp = clock.current_ntp_time()
-        if self._transport.state != "connected":
+        if not hooks.is_connected(self._transport):
             return
         rtx_type = self._rtx_types.get(payload_type)
         if rtx_type is None:

@@ -7,7 +7,7 @@ import asyncio
 import aioice.ice
 import aiortc
 import pytest
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
 
 from media import hooks
 from media.transport import ForwardedTrack
@@ -113,3 +113,47 @@ async def test_udp_sender_protects_and_sends_on_the_nominated_pair() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def connected_pair() -> tuple[RTCPeerConnection, RTCPeerConnection, RTCRtpTransceiver]:
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    sender = a.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+    return a, b, sender
+
+
+async def negotiate(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    for _ in range(100):
+        if a.connectionState == "connected" and b.connectionState == "connected":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no connection")
+
+
+async def test_sender_reports_wait_for_the_first_packet_and_stop_cleanly() -> None:
+    a, b, sender = await connected_pair()
+    try:
+        release = hooks.defer_sender_reports(sender.sender)
+        await negotiate(a, b)
+        receiver = b.getReceivers()[0]
+        await asyncio.sleep(2.5)  # aiortc reports every 0.5-1.5 s
+        assert not receiver._RTCRtpReceiver__lsr  # type: ignore[attr-defined]  # no sender report yet
+        release()
+        for _ in range(60):
+            if receiver._RTCRtpReceiver__lsr:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        assert receiver._RTCRtpReceiver__lsr  # type: ignore[attr-defined]
+    finally:
+        await asyncio.wait_for(a.close(), 5)
+        await b.close()
+    # a sender whose reports were never released still stops
+    a, b, sender = await connected_pair()
+    hooks.defer_sender_reports(sender.sender)
+    await negotiate(a, b)
+    await asyncio.wait_for(a.close(), 5)
+    await b.close()
