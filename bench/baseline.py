@@ -20,7 +20,7 @@ from aiortc.contrib.media import MediaRelay
 from media.forwarder import Producer
 from media.router import Router
 from media.service import LocalMediaService
-from media.transport import PeerTransport, _prefer_relayable_codecs
+from media.transport import PeerTransport, prefer_relayable_codecs
 from signaling.app import MEDIA, build_authenticator, healthz
 from signaling.config import Config, load_config
 from signaling.events import SignalingEvents
@@ -89,7 +89,7 @@ class MediaRelayTransport(PeerTransport):
     def add_consumer(self, producer: Producer) -> None:
         assert isinstance(producer, DecodingProducer)
         transceiver = self.pc.addTransceiver(RelayedTrack(producer), direction="sendonly")
-        _prefer_relayable_codecs(transceiver)
+        prefer_relayable_codecs(transceiver)
         self.consumers[producer] = EncodingConsumer(producer, transceiver)  # type: ignore[assignment]
 
 

@@ -34,7 +34,7 @@ VIDEO_CODECS = ("video/vp8", "video/h264", "video/rtx")
 AUDIO_CODECS = ("audio/opus",)
 
 
-def _prefer_relayable_codecs(transceiver: RTCRtpTransceiver) -> None:
+def prefer_relayable_codecs(transceiver: RTCRtpTransceiver) -> None:
     """Offer only codecs every browser can receive as-is, so any producer fits any consumer."""
     wanted = VIDEO_CODECS if transceiver.kind == "video" else AUDIO_CODECS
     codecs = [c for c in RTCRtpSender.getCapabilities(transceiver.kind).codecs if c.mimeType.lower() in wanted]
@@ -78,7 +78,7 @@ class PeerTransport:
         self._closed = False
         for kind in ("audio", "video"):
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            _prefer_relayable_codecs(transceiver)
+            prefer_relayable_codecs(transceiver)
             producers[kind].attach(transceiver)
             self._publish[kind] = transceiver
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -89,7 +89,7 @@ class PeerTransport:
 
     def add_consumer(self, producer: Producer) -> None:
         transceiver = self.pc.addTransceiver(ForwardedTrack(producer.kind), direction="sendonly")
-        _prefer_relayable_codecs(transceiver)
+        prefer_relayable_codecs(transceiver)
         self.consumers[producer] = Consumer(producer, transceiver)
 
     async def remove_consumer(self, producer: Producer) -> None:
