@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import types
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,13 @@ import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 
 PINNED_AIORTC = "1.16.0"
 PINNED_AIOICE = "0.13.0"
@@ -237,3 +244,65 @@ def defer_sender_reports(sender: RTCRtpSender) -> Callable[[], None]:
 
     sender._run_rtcp = run_rtcp_after_first_media  # type: ignore[method-assign]
     return first_media.set
+
+
+def uplink_estimate_bps(receiver: RTCRtpReceiver) -> int | None:
+    """The bitrate aiortc's receive-side estimator (REMB) last computed for this receiver's stream, if any.
+
+    Audio receivers have no estimator, and it needs the publisher's abs-send-time extension.
+    """
+    if not hasattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator"):
+        raise IncompatibleAiortc("RTCRtpReceiver has no remote bitrate estimator")
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    if estimator is None:
+        return None
+    control = estimator.rate_control
+    if not control.current_bitrate_initialized:
+        return None
+    return int(control.current_bitrate)
+
+
+class RembWatch:
+    """The last REMB a sender's remote end sent about this sender's stream (bit/s), and when (monotonic)."""
+
+    __slots__ = ("at", "bitrate")
+
+    def __init__(self) -> None:
+        self.bitrate: int | None = None
+        self.at = 0.0
+
+
+def watch_remb(sender: RTCRtpSender) -> RembWatch:
+    """Note every REMB that reaches ``sender`` (RTCP only, about one a second; RTP never passes here)."""
+    if not hasattr(sender, "_handle_rtcp_packet"):
+        raise IncompatibleAiortc("RTCRtpSender._handle_rtcp_packet is gone")
+    existing = sender.__dict__.get("_hoichan_remb")
+    if isinstance(existing, RembWatch):
+        return existing
+    watch = RembWatch()
+    handle = sender._handle_rtcp_packet
+
+    async def handle_and_watch(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if sender._ssrc in ssrcs:
+                    watch.bitrate, watch.at = int(bitrate), time.monotonic()
+        await handle(packet)
+
+    sender._handle_rtcp_packet = handle_and_watch  # type: ignore[method-assign]
+    sender.__dict__["_hoichan_remb"] = watch
+    return watch
+
+
+def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:
+    """The ICE candidate pair carrying this transport: {local, remote: host/srflx/prflx/relay, protocol: udp/tcp}."""
+    connection = transport.transport._connection
+    pair = connection._nominated.get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return {"local": str(local.type), "remote": str(remote.type), "protocol": str(local.transport).lower()}

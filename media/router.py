@@ -12,6 +12,8 @@ from aiortc import RTCConfiguration
 
 from .errors import MediaError
 from .forwarder import Producer
+from .meter import LinkMeter
+from .quality import LinkSample
 from .recording.recorder import RoomRecorder
 from .transport import PeerTransport
 
@@ -25,6 +27,7 @@ class Member:
     transport: PeerTransport
     info: dict[str, Any] = field(default_factory=dict)  # name, facility, role: for the recording manifest
     restarts: int = field(default=0)
+    meter: LinkMeter | None = field(default=None)  # samples this member's link every 2 s (``link-quality``)
 
 
 class Router:
@@ -45,6 +48,12 @@ class Router:
             await self._notify(participant_id, event, payload)
 
         return self.transport_class(participant_id, self._configuration, producers, notify)
+
+    def _meter(self, member: Member) -> LinkMeter:
+        async def report(sample: LinkSample) -> None:  # signaling passes it on to the whole room
+            await self._notify(member.participant_id, "link-quality", sample.payload())
+
+        return LinkMeter(member.participant_id, lambda: member.transport.pc, report)
 
     def member(self, participant_id: str) -> Member:
         member = self.members.get(participant_id)
@@ -67,7 +76,9 @@ class Router:
                     transport.add_consumer(producer)
                 for producer in producers.values():
                     other.transport.add_consumer(producer)
-            self.members[participant_id] = Member(participant_id, producers, transport, info or {})
+            member = self.members[participant_id] = Member(participant_id, producers, transport, info or {})
+            member.meter = self._meter(member)
+            member.meter.start()
             await asyncio.gather(*(m.transport.renegotiate() for m in self.members.values()))
 
     async def leave(self, participant_id: str) -> None:
@@ -75,6 +86,8 @@ class Router:
             member = self.members.pop(participant_id, None)
             if member is None:
                 return
+            if member.meter is not None:
+                member.meter.stop()
             if self.recorder is not None:
                 self.recorder.participant_left(participant_id)
             for producer in member.producers.values():
@@ -129,6 +142,8 @@ class Router:
         async with self._lock:
             members, self.members = list(self.members.values()), {}
             for member in members:
+                if member.meter is not None:
+                    member.meter.stop()
                 for producer in member.producers.values():
                     producer.close()
             await asyncio.gather(*(m.transport.close() for m in members))

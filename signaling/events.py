@@ -143,7 +143,7 @@ class SignalingEvents:
         return {"ok": False, "error": error}
 
     async def notify(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
-        """Media's way to reach a participant (offers, connection failures)."""
+        """Media's way to reach a participant (offers, connection failures), or its room (``link-quality``)."""
         participant = self.registry.get(participant_id)
         if participant is None:
             return
@@ -151,6 +151,9 @@ class SignalingEvents:
             participant.pending_offer = payload
         elif event == "recording-state":
             self.recording.media_reported(participant.room_id, payload)
+        elif event == "link-quality":  # about this participant, for everyone in its room
+            await self._to_room(participant.room_id, event, payload)
+            return
         if participant.sid is not None:
             await self.sio.emit(event, payload, to=participant.sid)
 

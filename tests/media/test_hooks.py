@@ -157,3 +157,34 @@ async def test_sender_reports_wait_for_the_first_packet_and_stop_cleanly() -> No
     await negotiate(a, b)
     await asyncio.wait_for(a.close(), 5)
     await b.close()
+
+
+async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        video = pc.addTransceiver("video", direction="recvonly")
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        consumer = pc.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+        assert hooks.uplink_estimate_bps(audio.receiver) is None  # audio has no estimator
+        assert hooks.uplink_estimate_bps(video.receiver) is None  # nothing estimated yet
+        estimator = video.receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        estimator.rate_control.current_bitrate_initialized = True
+        estimator.rate_control.current_bitrate = 640_000
+        assert hooks.uplink_estimate_bps(video.receiver) == 640_000
+
+        watch = hooks.watch_remb(consumer.sender)
+        assert hooks.watch_remb(consumer.sender) is watch  # installed once
+        assert watch.bitrate is None
+        ssrc = consumer.sender._ssrc
+        other = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(100_000, [ssrc + 1]))
+        await consumer.sender._handle_rtcp_packet(other)
+        assert watch.bitrate is None  # about another stream
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc]))
+        await consumer.sender._handle_rtcp_packet(remb)
+        assert watch.bitrate == 300_000 and watch.at > 0
+
+        assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
+    finally:
+        await pc.close()

@@ -1,0 +1,51 @@
+"""Live link quality end to end: the media worker samples each participant, the whole room hears of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
+
+from client.participant import Participant
+
+
+@pytest.fixture
+async def cleanup() -> AsyncIterator[list[Participant]]:
+    created: list[Participant] = []
+    yield created
+    await asyncio.gather(*(p.leave() for p in created), return_exceptions=True)
+
+
+async def test_both_participants_see_each_others_link_quality(server: Server, cleanup: list[Participant]) -> None:
+    a, b = (Participant(server.url, "links", n, tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()]) for n in "AB")
+    cleanup += [a, b]
+    seen: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    a.sio.on("link-quality", lambda data: seen["A"].append(data))
+    b.sio.on("link-quality", lambda data: seen["B"].append(data))
+    await a.join()
+    await b.join()
+    await wait_for(lambda: (v := a.video_from(b.id)) is not None and v.frames > 10
+                   and (w := b.video_from(a.id)) is not None and w.frames > 10, timeout=15)
+
+    def about(who: str, pid: str | None) -> list[dict[str, Any]]:
+        return [s for s in seen[who] if s["participantId"] == pid]
+
+    # sampled every 2 s: within 5 s each side has heard about both participants
+    await wait_for(lambda: all(about(w, p) for w in "AB" for p in (a.id, b.id)), timeout=5)
+    # the round-trip time appears once a receiver report has echoed a sender report
+    await wait_for(lambda: all(about("A", p) and about("A", p)[-1]["rttMs"] is not None for p in (a.id, b.id)),
+                   timeout=10)
+    for pid in (a.id, b.id):
+        sample = about("A", pid)[-1]
+        assert sample["grade"] in ("excellent", "good"), sample
+        assert 1.0 <= sample["mos"] <= 4.5
+        assert 0 <= sample["rttMs"] < 200
+        assert sample["jitterMs"] is not None and 0 <= sample["jitterMs"] < 100
+        assert sample["lossUp"] is not None and sample["lossUp"] < 0.01
+        assert sample["lossDown"] is not None and sample["lossDown"] < 0.01
+        assert sample["sendKbps"] > 10 and sample["recvKbps"] > 10  # both publish audio and video
+        assert sample["candidate"] == {"local": "host", "remote": "host", "protocol": "udp"}
+        assert set(sample) >= {"rembKbps", "rembDownKbps", "at"}
