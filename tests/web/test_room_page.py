@@ -55,6 +55,14 @@ async def test_two_browsers_see_each_other(browser: Browser, server: Server) -> 
     # each page shows one remote tile, labelled with the other doctor's name
     assert await a.locator(".tile[data-participant-id]").count() == 1
     assert "BacSiB" in await a.locator(".tile[data-participant-id]").inner_text()
+    # the link-quality bars: on the remote tile and on the self tile, with the figures in Vietnamese on hover
+    for selector in (".tile[data-participant-id]", ".tile.tile-local"):
+        await a.wait_for_function(
+            f"['excellent', 'good'].includes(document.querySelector('{selector}').dataset.linkQuality)", timeout=10_000)
+    title = await a.locator(".tile[data-participant-id] .link-quality").get_attribute("title")
+    assert title is not None and "Đường truyền" in title and "ms" in title, title
+    await a.locator(".tile[data-participant-id] .link-quality").click()
+    assert "Mất gói" in await a.locator(".tile[data-participant-id] .link-quality-details").inner_text()
     assert not a_errors and not b_errors
     # leaving removes the tile on the other side
     await b.close()

@@ -112,13 +112,17 @@ async function main(room) {
   const record = params.get('record') === '1' ? true : null;
   session = new Session({ room, name, facility, token: getToken(), localMedia: media, record });
   renderSelf();
-  wireSession(session, grid, renderSelf);
+  wireSession(session, grid, renderSelf, selfTile);
   addEventListener('pagehide', () => session?.leaveNow());
   session.start();
 }
 
-/** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf */
-function wireSession(s, grid, renderSelf) {
+/** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf @param {Tile} selfTile */
+function wireSession(s, grid, renderSelf, selfTile) {
+  s.addEventListener('link-quality', (e) => {
+    if (e.detail.participantId === s.self?.id) selfTile.setLinkQuality(e.detail);
+    else grid.setLinkQuality(e.detail);
+  });
   s.addEventListener('state', (e) => {
     const { state, failure } = e.detail;
     banner.set(state, failure);

@@ -318,6 +318,10 @@ export class Session extends EventTarget {
     }
     s.on('media-failed', () => this.restartMedia('server media-failed'));
     s.on('recording-state', (r) => this._setRecording(r));
+    // Everyone's link, ours included, every 2 s (protocol.md LinkQuality).
+    s.on('link-quality', (q) => {
+      if (!this.left && q?.participantId) this._emit('link-quality', q);
+    });
     s.on('error', (e) => {
       console.warn('server error', e);
       // A rejected join comes twice (ack and `error`); the ack drives the banner, so no toast for it.

@@ -35,7 +35,11 @@ export class Tile {
         <span class="mic-off-badge" hidden>${icons.micOff}</span>
         <span class="tile-name"></span>
         <span class="tile-facility"></span>
-      </div>`;
+        <button type="button" class="link-quality" hidden>
+          <span class="lq-bar"></span><span class="lq-bar"></span><span class="lq-bar"></span><span class="lq-bar"></span>
+        </button>
+      </div>
+      <dl class="link-quality-details" hidden></dl>`;
     this.el = el;
     this.local = local;
     this.video = /** @type {HTMLVideoElement} */ (el.querySelector('video'));
@@ -45,6 +49,17 @@ export class Tile {
     this.facilityEl = /** @type {HTMLElement} */ (el.querySelector('.tile-facility'));
     this.avatar = /** @type {HTMLElement} */ (el.querySelector('.avatar'));
     this.placeholderText = /** @type {HTMLElement} */ (el.querySelector('.placeholder-text'));
+    this.qualityButton = /** @type {HTMLButtonElement} */ (el.querySelector('.link-quality'));
+    this.qualityDetails = /** @type {HTMLElement} */ (el.querySelector('.link-quality-details'));
+    // Hover shows the figures (title); a tap or click pins them open.
+    this.qualityButton.addEventListener('click', (e) => {
+      e.stopPropagation();
+      this.qualityDetails.hidden = !this.qualityDetails.hidden;
+      this.qualityButton.setAttribute('aria-expanded', String(!this.qualityDetails.hidden));
+    });
+    /** The latest `link-quality` about this participant (protocol.md LinkQuality), null until one arrives. */
+    /** @type {Record<string, any> | null} */
+    this.quality = null;
     /** placeholderKey: i18n key overriding the placeholder text (local tile without a camera). */
     /** @type {{name: string, facility: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string}} */
     this.info = { name: '', facility: '', audioMuted: false, videoOff: false };
@@ -112,6 +127,46 @@ export class Tile {
     this.el.classList.toggle('show-placeholder', showPlaceholder);
     const key = this.info.placeholderKey ?? (videoOff ? 'tile.cameraOff' : 'tile.waitingVideo');
     this.placeholderText.textContent = t(key);
+    this.renderQuality();
+  }
+
+  /** @param {Record<string, any>} quality */
+  setLinkQuality(quality) {
+    this.quality = quality;
+    this.renderQuality();
+  }
+
+  renderQuality() {
+    const q = this.quality;
+    this.qualityButton.hidden = !q;
+    if (!q) return;
+    const grade = ['excellent', 'good', 'poor', 'lost'].includes(q.grade) ? q.grade : 'lost';
+    this.el.dataset.linkQuality = grade;
+    const label = t('quality.label', { grade: t(`quality.${grade}`) });
+    const ms = (v) => (v == null ? '–' : `${Math.round(v)} ms`);
+    const pct = (v) => (v == null ? '–' : `${(v * 100).toFixed(1)} %`);
+    const kbps = (v) => (v == null ? '–' : `${Math.round(v)} kbit/s`);
+    const c = q.candidate;
+    const rows = [
+      ['quality.mos', q.mos == null ? '–' : Number(q.mos).toFixed(1)],
+      ['quality.rtt', ms(q.rttMs)],
+      ['quality.jitter', ms(q.jitterMs)],
+      ['quality.lossUp', pct(q.lossUp)],
+      ['quality.lossDown', pct(q.lossDown)],
+      ['quality.send', kbps(q.sendKbps)],
+      ['quality.recv', kbps(q.recvKbps)],
+      ['quality.remb', `${kbps(q.rembKbps)} / ${kbps(q.rembDownKbps)}`],
+      ['quality.candidate', c ? `${c.local} → ${c.remote}, ${String(c.protocol).toUpperCase()}` : '–'],
+    ];
+    this.qualityButton.title = [label, ...rows.map(([k, v]) => `${t(k)}: ${v}`)].join('\n');
+    this.qualityButton.setAttribute('aria-label', label);
+    this.qualityDetails.replaceChildren(...rows.flatMap(([k, v]) => {
+      const dt = document.createElement('dt');
+      dt.textContent = t(k);
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      return [dt, dd];
+    }));
   }
 
   destroy() {
@@ -135,6 +190,8 @@ export class TileGrid {
     /** Latest participant → tracks snapshot, kept so a tile created later still gets its media. */
     /** @type {Map<string, ParticipantTracks>} */
     this.media = new Map();
+    /** @type {Map<string, Record<string, any>>} */
+    this.quality = new Map();
     /** Until the user interacts, Chrome may refuse to autoplay with sound; we then play muted and ask. */
     this.audioBlocked = false;
     this._play = (video) => this._tryPlay(video);
@@ -151,7 +208,15 @@ export class TileGrid {
       this._countChanged();
     }
     tile.setInfo(participant);
+    const quality = this.quality.get(participant.id);
+    if (quality && !tile.quality) tile.setLinkQuality(quality);
     tile.setTracks(this.media.get(participant.id) ?? { audio: null, video: null }, this._play);
+  }
+
+  /** The latest link quality of one participant (a tile created later still gets it). @param {Record<string, any>} q */
+  setLinkQuality(q) {
+    this.quality.set(q.participantId, q);
+    this.tiles.get(q.participantId)?.setLinkQuality(q);
   }
 
   /** @param {string} id */
@@ -160,6 +225,7 @@ export class TileGrid {
     if (!tile) return;
     tile.destroy();
     this.tiles.delete(id);
+    this.quality.delete(id);
     this._countChanged();
   }
 
