@@ -2,7 +2,9 @@
 
 Run by ``relay.py`` as ``python bench/loadgen.py``; it talks JSON lines: reads ``{"url", "rooms": [[room,
 subscribers], ...]}``, joins everyone, prints ``{"ready": ...}`` once every subscriber has video; reads ``{"t0",
-"t1"}`` (``time.monotonic()`` instants, which are system-wide on Linux) and prints what arrived in that window.
+"t1"}`` (``time.monotonic()`` instants, which are system-wide on Linux) and prints what arrived in that window;
+then, if asked ``{"leave": true}``, ends every room (its publisher leaves last) and prints when each room's last
+leave was sent and acknowledged.
 
 Nothing here decodes: the shared cores belong to the relay. Subscribers count complete frames at the RTP level
 on tapped receivers, and a frame is recognised across the relay by a hash of its first packet's payload, which
@@ -156,13 +158,30 @@ async def lag_monitor(samples: list[float]) -> None:
             samples.append(now - before - LAG_INTERVAL)
 
 
-async def fill_room(url: str, room: str, subscribers: int, video: list[bytes], audio: list[bytes]) -> list[Subscriber]:
+async def fill_room(
+    url: str, room: str, subscribers: int, video: list[bytes], audio: list[bytes]
+) -> tuple[Publisher, list[Subscriber]]:
     publisher = Publisher(url, room, video, audio)
     await publisher.join(timeout=30)
     subs = [Subscriber(url, room, f"sub{i}", publisher) for i in range(subscribers)]
     for sub in subs:  # one at a time: each join renegotiates the whole room
         await sub.join(timeout=30)
-    return subs
+    return publisher, subs
+
+
+async def end_room(publisher: Publisher, subscribers: list[Subscriber]) -> tuple[str, list[float]]:
+    """Everyone leaves, the publisher last (its tracks are recorded to the end); returns the room and when that
+    last leave was sent and acknowledged."""
+    for sub in subscribers:
+        await sub.leave()
+    sent = time.monotonic()
+    ack = await publisher.sio.call("leave", {}, timeout=30)
+    acknowledged = time.monotonic()
+    if not ack.get("ok"):
+        raise RuntimeError(f"leave refused: {ack}")
+    await publisher.sio.disconnect()
+    await publisher.close_media()
+    return publisher.room, [sent, acknowledged]
 
 
 async def read_line() -> dict[str, Any]:
@@ -182,7 +201,7 @@ async def main() -> None:
     config = await read_line()
     video, audio = load_packets(VIDEO_FILE), load_packets(AUDIO_FILE)
     rooms = await asyncio.gather(*(fill_room(config["url"], room, n, video, audio) for room, n in config["rooms"]))
-    subscribers = [s for room in rooms for s in room]
+    subscribers = [s for _, room in rooms for s in room]
     deadline = time.monotonic() + config["ready_timeout"]
     while not all(s.stream.started for s in subscribers) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -199,6 +218,8 @@ async def main() -> None:
         "latencies": [x for s in subscribers for x in s.stream.latencies],
         "lag": sorted(lags),
     })
+    if (await read_line()).get("leave"):
+        write_line({"left": dict(await asyncio.gather(*(end_room(p, subs) for p, subs in rooms)))})
 
 
 if __name__ == "__main__":
