@@ -85,6 +85,7 @@ class Producer:
 
     def close(self) -> None:
         self._closed = True
+        self.sink = None  # a packet arriving while the connection closes must not reopen a finished recording
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
@@ -114,7 +115,7 @@ class Producer:
         asyncio.ensure_future(self._receiver._send_rtcp_pli(self._media_ssrc))
 
     async def _on_packet(self, receiver: RTCRtpReceiver, packet: RtpPacket) -> None:
-        if receiver is not self._receiver or not packet.payload:  # stale upstream, or a padding-only probe
+        if self._closed or receiver is not self._receiver or not packet.payload:  # gone, stale upstream, or padding
             return
         codec = self._codecs.get(packet.payload_type)
         if codec is None:
