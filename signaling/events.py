@@ -31,6 +31,11 @@ logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=schemas.Message)
 
 
+def account_room(user_id: str) -> str:
+    """The socket.io room holding every connection of one account."""
+    return f"account:{user_id}"
+
+
 class SignalingError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -176,7 +181,13 @@ class SignalingEvents:
         except AuthError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code, "message": exc.message})
         self._identities[sid] = identity
+        if identity.user_id is not None:  # lobby notices (rings, scheduled sessions) reach every tab of the account
+            await self.sio.enter_room(sid, account_room(identity.user_id))
         return True
+
+    async def to_account(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Send ``event`` to every connection signed in as ``user_id`` (none connected: nothing happens)."""
+        await self.sio.emit(event, payload, to=account_room(user_id))
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._identities.pop(sid, None)
