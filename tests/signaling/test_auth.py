@@ -144,6 +144,7 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         "GET /api/rooms": frozenset({"admin", "technician"}),
         "GET /api/rooms/{room_id}": frozenset({"admin", "technician"}),
         "GET /api/me": frozenset(ROLES),
+        "GET /metrics": frozenset({"admin"}),  # or the configured scrape token (tests/signaling/test_metrics.py)
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
