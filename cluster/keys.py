@@ -22,6 +22,10 @@ class Keys:
         """String with a TTL of ``cluster.node_timeout``: the node's current incarnation; gone = node dead."""
         return f"{self.prefix}node:{node_id}:alive"
 
+    def placed(self, node_id: str) -> str:
+        """Sorted set: the rooms placed on a node, scored by when last placed or re-asserted (Unix seconds)."""
+        return f"{self.prefix}node:{node_id}:rooms"
+
     def commands(self, node_id: str) -> str:
         """List: requests for a media node (RPUSH by signaling, BLPOP by the node)."""
         return f"{self.prefix}node:{node_id}:commands"

@@ -21,9 +21,15 @@ from .keys import Keys
 
 DEGRADED = "service-degraded"
 
-# Load order: participants, then rooms, then CPU %, then the id (deterministic among equals).
+# A node's load: participants it reported, plus one for each room placed on it that it has not reported yet (its
+# first participant is on the way), then its rooms, then CPU %, then the id (deterministic among equals).
+# node:<id>:rooms is a sorted set of the node's rooms scored by when they were last placed or re-asserted, so rooms
+# placed between two heartbeats count at once, and a placement that never led to a join drops out after PENDING.
+PENDING = 10  # seconds
+
 _PLACE = """
-local prefix, room_ttl = ARGV[1], tonumber(ARGV[2])
+local prefix, room_ttl, room = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local now = tonumber(redis.call('TIME')[1])
 local function alive(id) return redis.call('EXISTS', prefix .. 'node:' .. id .. ':alive') == 1 end
 local current = redis.call('GET', KEYS[1])
 if current and alive(current) then return {current, 0} end
@@ -31,7 +37,9 @@ local best, best_load = nil, nil
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if alive(id) then
     local l = redis.call('HMGET', prefix .. 'node:' .. id, 'participants', 'rooms', 'cpu')
-    local load = {tonumber(l[1]) or 0, tonumber(l[2]) or 0, tonumber(l[3]) or 0}
+    local placed = redis.call('ZCARD', prefix .. 'node:' .. id .. ':rooms')
+    local participants, rooms = tonumber(l[1]) or 0, tonumber(l[2]) or 0
+    local load = {participants + math.max(0, placed - rooms), placed, tonumber(l[3]) or 0}
     local better = best == nil
     if not better then
       for i = 1, 3 do
@@ -46,16 +54,20 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 if best == nil then return false end
 redis.call('SET', KEYS[1], best, 'EX', room_ttl)
--- count the room at once, so that rooms placed before the node's next heartbeat spread out
-redis.call('HINCRBY', prefix .. 'node:' .. best, 'rooms', 1)
-redis.call('HINCRBY', prefix .. 'node:' .. best, 'participants', 1)
-if current then return {best, 1} end
+redis.call('ZADD', prefix .. 'node:' .. best .. ':rooms', now, room)
+redis.call('EXPIRE', prefix .. 'node:' .. best .. ':rooms', room_ttl)
+if current then
+  redis.call('ZREM', prefix .. 'node:' .. current .. ':rooms', room)
+  return {best, 1}
+end
 return {best, 0}
 """
 
 # A node claims its rooms: kept when unplaced, already its own, or placed on a dead node; returns the rooms it lost.
 _HEARTBEAT = """
 local prefix, node, room_ttl = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local now = tonumber(redis.call('TIME')[1])
+local placed = prefix .. 'node:' .. node .. ':rooms'
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 local fields = tonumber(ARGV[6])
 if fields > 0 then
@@ -69,14 +81,19 @@ for i = 7 + 2 * fields, #ARGV do
   local owner = redis.call('GET', key)
   if (not owner) or owner == node or redis.call('EXISTS', prefix .. 'node:' .. owner .. ':alive') == 0 then
     redis.call('SET', key, node, 'EX', room_ttl)
+    redis.call('ZADD', placed, now, ARGV[i])
   else
+    redis.call('ZREM', placed, ARGV[i])
     table.insert(lost, ARGV[i])
   end
 end
+redis.call('ZREMRANGEBYSCORE', placed, '-inf', now - """ + str(PENDING) + """)
+redis.call('EXPIRE', placed, room_ttl)
 return lost
 """
 
 _RELEASE = """
+redis.call('ZREM', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -110,7 +127,7 @@ class Placement:
         """
         try:
             placed = await self._place(keys=[self._keys.room(room_id), self._keys.nodes],
-                                       args=[self._keys.prefix, self.room_ttl])
+                                       args=[self._keys.prefix, self.room_ttl, room_id])
         except RedisError as exc:
             raise degraded(exc) from None
         if not placed:
@@ -131,7 +148,7 @@ class Placement:
 
     async def release(self, node_id: str, room_id: str) -> None:
         """The room emptied: forget its placement, unless it was moved to another node meanwhile."""
-        await self._release(keys=[self._keys.room(room_id)], args=[node_id])
+        await self._release(keys=[self._keys.room(room_id), self._keys.placed(node_id)], args=[node_id, room_id])
 
     async def incarnations(self, node_ids: list[str]) -> dict[str, str | None]:
         """Each node's current incarnation, None for a dead one. Raises ``RedisError`` when Redis is unreachable."""

@@ -150,3 +150,25 @@ async def test_no_live_media_node_is_a_clear_error(tmp_path: Path) -> None:
         assert "no media node" in ack["error"]["message"] and took < 2
     finally:
         cluster.stop()
+
+
+async def test_processes_of_role_all_are_signaling_and_media_nodes_at_once(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, "redis://127.0.0.1:6379/0", extra={"HOICHAN_METRICS__TOKEN": TOKEN})
+    try:
+        first = cluster.add_signaling({"HOICHAN_CLUSTER__ROLE": "all", "HOICHAN_CLUSTER__NODE_ID": "both-1"})
+        second = cluster.add_signaling({"HOICHAN_CLUSTER__ROLE": "all", "HOICHAN_CLUSTER__NODE_ID": "both-2"})
+        await cluster.registered("both-1")
+        await cluster.registered("both-2")
+        a, b = pair(first.url, second.url, "together")
+        try:
+            await a.join()
+            await b.join()
+            await flowing(a, b)
+            home = cluster.node_of("together")
+            assert home in ("both-1", "both-2")
+            served = await metrics(first if home == "both-1" else second)
+            assert served["hoichan_media_participants"] == 2 and served["hoichan_signaling_participants"] == 1
+        finally:
+            await asyncio.gather(a.leave(), b.leave())
+    finally:
+        cluster.stop()
