@@ -29,6 +29,7 @@ from media.workers import WorkerPool
 from .bus import Responder
 from .keys import Keys
 from .load import CpuMeter
+from .pulse import Pulse
 from .placement import Placement
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_re
 
 
 class MediaNode:
-    def __init__(self, redis: Redis, blocking: Redis, keys: Keys, node_id: str, heartbeat_interval: float,
-                 node_timeout: float, media: Callable[[Notify], MediaService], observe: Notify | None = None) -> None:
+    def __init__(self, redis: Redis, blocking: Redis, redis_url: str, keys: Keys, node_id: str,
+                 heartbeat_interval: float, node_timeout: float, media: Callable[[Notify], MediaService],
+                 observe: Notify | None = None) -> None:
         """``media`` builds the service given the notify callback; ``observe`` sees every notification (metrics)."""
         self.node_id = node_id
         self.incarnation = secrets.token_hex(6)
@@ -53,6 +55,7 @@ class MediaNode:
         self._placement = Placement(redis, keys, node_timeout)
         self._responder = Responder(redis, blocking, keys, node_id, self._run)
         self._interval = heartbeat_interval
+        self._pulse = Pulse(redis_url, keys.alive(node_id), self.incarnation, heartbeat_interval, node_timeout)
         self._observe = observe
         self._cpu = CpuMeter()
         self._heartbeats: asyncio.Task[None] | None = None
@@ -63,6 +66,7 @@ class MediaNode:
             await self.media.start()
         self._heartbeats = asyncio.ensure_future(self._beat_forever())
         self._responder.start()
+        self._pulse.start()
 
     def _log(self, room_id: str | None = None, participant_id: str | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"node_id": self.node_id}
@@ -169,6 +173,11 @@ class MediaNode:
             await self._notify(participant_id, "recording-state", payload)
 
     async def _join(self, room_id: str, participant_id: str, info: dict[str, Any] | None) -> dict[str, str]:
+        if self._room_of.get(participant_id) == room_id:
+            # Signaling took this node for dead (a heartbeat came too late) while it was only slow: the participant
+            # is still here, so its rejoin is a restart of its peer connection.
+            await self.media.restart(participant_id)
+            return {"node": self.node_id, "incarnation": self.incarnation}
         record = None
         if room_id not in self.rooms:
             try:
@@ -232,6 +241,7 @@ class MediaNode:
         """A clean stop: drop out of Redis at once and send every participant to reconnect on another node."""
         if self._heartbeats is not None:
             self._heartbeats.cancel()
+        await asyncio.to_thread(self._pulse.stop)
         await self._responder.close()
         try:
             await self._placement.retire(self.node_id)

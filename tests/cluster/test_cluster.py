@@ -180,7 +180,11 @@ async def test_processes_of_role_all_are_signaling_and_media_nodes_at_once(tmp_p
         try:
             await a.join()
             await b.join()
-            await flowing(a, b)
+            try:
+                await flowing(a, b)
+            except AssertionError:
+                raise AssertionError(f"offers {a.offers}/{b.offers}, errors {a.errors} {b.errors}, "
+                                     f"pcs {a.pc and a.pc.connectionState}/{b.pc and b.pc.connectionState}") from None
             home = cluster.node_of("together")
             assert home in ("both-1", "both-2")
             served = await metrics(first if home == "both-1" else second)
