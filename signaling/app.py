@@ -26,6 +26,11 @@ from .config import Config
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .recordings import api as recordings
+from .sharing import api as sharing_api
+from .sharing.files import SharedFiles
+from .sharing.record import SharedRecord
+from .sharing.service import Sharing
+from .store import connect
 from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
@@ -152,6 +157,9 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENTS] = events
     app[MEDIA] = media
+    sharing = Sharing(
+        SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
+    )
 
     async def start_media(app: web.Application) -> None:
         # Before any worker writes: recordings left open by a process that died are closed honestly.
@@ -173,6 +181,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
     recordings.add_routes(app, config)
+    sharing_api.add_routes(app, sharing)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

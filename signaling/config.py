@@ -49,6 +49,7 @@ __all__ = [
     "MediaConfig",
     "RecordingConfig",
     "ServerConfig",
+    "SharingConfig",
     "StoreConfig",
     "TlsConfig",
     "load_config",
@@ -376,6 +377,19 @@ class AuthConfig(_Section):
         return None if value is None else value.strip()
 
 
+class SharingConfig(_Section):
+    """What participants share in a room (medical images, vitals, annotations), kept with the consult record."""
+
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+    """Largest image upload accepted, in bytes; a phone photo of an X-ray or a wound is 1-6 MB."""
+    max_image_pixels: int = Field(default=50_000_000, ge=1_000_000, le=80_000_000)
+    """Largest image accepted, in pixels (width × height): a small file that decodes to a huge bitmap is refused."""
+    annotation_rate: float = Field(default=15.0, gt=0, le=1000)
+    """Annotation events (pointer moves, pins, strokes) one participant may send per second, on average."""
+    annotation_burst: int = Field(default=30, ge=1, le=10_000)
+    """How many annotation events one participant may send at once before the rate applies."""
+
+
 class LoggingConfig(_Section):
     """Log verbosity."""
 
@@ -402,6 +416,7 @@ class Config(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    sharing: SharingConfig = Field(default_factory=SharingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

@@ -75,6 +75,8 @@ class SignalingEvents:
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self.join_listeners: list[Callable[[Participant], None]] = []
+        """Called with every new participant (not a resumed one), once it is in the room."""
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -124,6 +126,18 @@ class SignalingEvents:
 
         self.sio.on(event, dispatch)
 
+    def add_event(
+        self,
+        event: str,
+        schema: type[M],
+        handler: Callable[..., Awaitable[Any]],
+        *,
+        roles: frozenset[str],
+        needs_participant: bool = True,
+    ) -> None:
+        """For other modules (sharing, schedules): an event under the same role, schema and ordering rules."""
+        self._route(event, schema, handler, roles=roles, needs_participant=needs_participant)
+
     def _parse(self, schema: type[M], data: Any) -> M:
         if data is None:
             data = {}
@@ -161,6 +175,14 @@ class SignalingEvents:
             return
         if participant.sid is not None:
             await self.sio.emit(event, payload, to=participant.sid)
+
+    async def to_room(
+        self, room_id: str, event: str, payload: dict[str, Any], exclude: Participant | None = None
+    ) -> None:
+        """Send ``event`` to every connected participant of ``room_id`` (but ``exclude``)."""
+        for member in self.registry.members(room_id):
+            if member is not exclude and member.sid is not None:
+                await self.sio.emit(event, payload, to=member.sid)
 
     async def _to_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
         for member in self.registry.members(room_id):
@@ -236,6 +258,8 @@ class SignalingEvents:
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
+        for listener in self.join_listeners:
+            listener(participant)
         peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))

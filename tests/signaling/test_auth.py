@@ -144,6 +144,11 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         "GET /api/rooms": frozenset({"admin", "technician"}),
         "GET /api/rooms/{room_id}": frozenset({"admin", "technician"}),
         "GET /api/me": frozenset(ROLES),
+        # sharing: the handler then admits only the room's participants (and admins, to look)
+        **{route: frozenset(ROLES) for route in (
+            "POST /api/rooms/{room_id}/shared/images", "GET /api/rooms/{room_id}/shared",
+            "GET /api/rooms/{room_id}/shared/{item_id}/image",
+        )},  # fmt: skip
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
