@@ -118,8 +118,10 @@ async def test_rate_limit_caps_throughput_and_its_queue_drops_the_tail(
     assert kbps == pytest.approx(512, rel=0.05)
     up = emulator.up.counters
     assert up.queue_drops > 100 and up.delivered + up.queue_drops == 384
-    # a full queue holds 200 ms at 512 kbit/s: no packet waits (much) longer
-    assert max(d for _, d, _, _ in arrivals) < 200 + 25
+    # a full queue holds 200 ms at 512 kbit/s: packets do not wait (much) longer; a percentile, since a busy
+    # machine can stall the event loop for a few tens of milliseconds now and then
+    delays = sorted(d for _, d, _, _ in arrivals)
+    assert delays[int(0.95 * len(delays))] < 200 + 25
     assert max(d for _, d, _, _ in arrivals[-20:]) > 150  # and a standing queue does build up
 
 
