@@ -26,6 +26,8 @@ from .config import Config
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .recordings import api as recordings
+from . import link_history_api
+from .link_history import LinkHistory
 from .sharing import api as sharing_api
 from .sharing.files import SharedFiles
 from .sharing.record import SharedRecord
@@ -161,6 +163,10 @@ def create_app(config: Config) -> web.Application:
         SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
     )
 
+    link_history = LinkHistory(connect(config.store.path))
+    events.link_listeners.append(link_history.add)
+    events.room_closed_listeners.append(link_history.room_closed)
+
     async def start_media(app: web.Application) -> None:
         # Before any worker writes: recordings left open by a process that died are closed honestly.
         config.recording.directory.mkdir(parents=True, exist_ok=True)
@@ -169,10 +175,12 @@ def create_app(config: Config) -> web.Application:
                            recording_id)
         if isinstance(media, WorkerPool):
             await media.start()
+        await link_history.start()
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await media.close()
+        await link_history.close()
 
     app.on_startup.append(start_media)
     app.on_shutdown.append(close_media)
@@ -182,6 +190,7 @@ def create_app(config: Config) -> web.Application:
     add_routes(app)
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
+    link_history_api.add_routes(app, link_history)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

@@ -77,6 +77,10 @@ class SignalingEvents:
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self.join_listeners: list[Callable[[Participant], None]] = []
         """Called with every new participant (not a resumed one), once it is in the room."""
+        self.link_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
+        """Called with every ``link-quality`` sample media reports about a participant."""
+        self.room_closed_listeners: list[Callable[[str], None]] = []
+        """Called with a room's id when its last participant has gone."""
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -171,6 +175,8 @@ class SignalingEvents:
         elif event == "recording-state":
             self.recording.media_reported(participant.room_id, payload)
         elif event == "link-quality":  # about this participant, for everyone in its room
+            for link_listener in self.link_listeners:
+                link_listener(participant, payload)
             await self._to_room(participant.room_id, event, payload)
             return
         if participant.sid is not None:
@@ -236,6 +242,8 @@ class SignalingEvents:
         await self._broadcast(participant, "peer-left", {"id": participant.id})
         if not self.registry.members(participant.room_id):
             self.recording.closed(participant.room_id)
+            for closed_listener in self.room_closed_listeners:
+                closed_listener(participant.room_id)
         await self.media.leave(participant.id)
 
     # -- events -------------------------------------------------------------------------------------------
