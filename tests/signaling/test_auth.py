@@ -148,6 +148,7 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         **{route: frozenset(ROLES) for route in (
             "POST /api/rooms/{room_id}/shared/images", "GET /api/rooms/{room_id}/shared",
             "GET /api/rooms/{room_id}/shared/{item_id}/image",
+            "GET /api/rooms/{room_id}/link-history",  # and the handler: only technicians/doctors who took part
         )},  # fmt: skip
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
