@@ -5,9 +5,11 @@ Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.p
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ from media.recording.manifest import recover_unfinished
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
-from . import __version__
+from . import __version__, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
-from .config import Config
+from .config import Config, ConfigError
+from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .recordings import api as recordings
@@ -81,10 +84,22 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
-def build_authenticator(config: Config) -> TokenAuthenticator:
-    """Accounts (with the accounts file merged in), the token key and the guest policy of this configuration."""
+def build_authenticator(config: Config, directory: Directory | None = None) -> TokenAuthenticator:
+    """Accounts (with the accounts file merged in), the token key and the guest policy of this configuration.
+
+    With ``directory``, an accounts file naming a facility or specialty it does not list is refused.
+    """
     tokens = TokenIssuer(load_secret(config), datetime.timedelta(minutes=config.auth.token_ttl_minutes))
-    return TokenAuthenticator(tokens, open_accounts(config), allow_guests=config.auth.allow_guests)
+    vet = (lambda account: account_problems(directory, [account])) if directory is not None else None
+    return TokenAuthenticator(tokens, open_accounts(config, vet), allow_guests=config.auth.allow_guests)
+
+
+def open_directory(config: Config) -> DirectorySource:
+    """The directory in force at start; a file that fails its checks stops the start (``ConfigError``)."""
+    try:
+        return DirectorySource(config.directory.file)
+    except DirectoryError as exc:
+        raise ConfigError("directory.file", str(exc)) from None
 
 
 @public
@@ -129,10 +144,14 @@ async def login_page(request: web.Request) -> web.FileResponse:
 
 
 def create_app(config: Config) -> web.Application:
-    """Raises ``ConfigError`` for a bad accounts file or an unusable token key."""
-    auth = build_authenticator(config)
+    """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
+    directory = open_directory(config)
+    auth = build_authenticator(config, directory.current)
+    for problem in account_problems(directory.current, auth.accounts.all()):  # made with the CLI before an edit
+        logger.warning("%s", problem)
     app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
     app[AUTHENTICATOR] = auth
+    app[directory_api.DIRECTORY] = directory
     app[THROTTLE] = LoginThrottle()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
@@ -177,6 +196,14 @@ def create_app(config: Config) -> web.Application:
             await media.start()
         await link_history.start()
 
+    async def watch_directory(app: web.Application) -> AsyncIterator[None]:
+        task = None
+        if config.directory.reload_seconds > 0:
+            task = asyncio.create_task(directory.watch(config.directory.reload_seconds))
+        yield
+        if task is not None:
+            task.cancel()
+
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await media.close()
@@ -184,10 +211,12 @@ def create_app(config: Config) -> web.Application:
 
     app.on_startup.append(start_media)
     app.on_shutdown.append(close_media)
+    app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
+    directory_api.add_routes(app)
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)

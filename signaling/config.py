@@ -44,10 +44,13 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "DirectoryConfig",
+    "DispatchConfig",
     "IceServer",
     "LoggingConfig",
     "MediaConfig",
     "RecordingConfig",
+    "RingSeconds",
     "ServerConfig",
     "SharingConfig",
     "StoreConfig",
@@ -390,6 +393,34 @@ class SharingConfig(_Section):
     """How many annotation events one participant may send at once before the rate applies."""
 
 
+_SAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "directory.yaml"
+
+
+class DirectoryConfig(_Section):
+    """Where the directory (facilities, connection points, specialties, partnerships) comes from."""
+
+    file: Annotated[Path, AfterValidator(_existing_file)] = _SAMPLE_DIRECTORY
+    """YAML file the operator edits; the default is the sample shipped with Hoichan."""
+    reload_seconds: float = Field(default=2.0, ge=0, le=3600)
+    """How often the file is checked for changes; 0 = only on ``POST /api/directory/reload``."""
+
+
+class RingSeconds(_Section):
+    """How long each wave of a consult rings before it escalates, by urgency."""
+
+    routine: float = Field(default=180.0, gt=0, le=3600)
+    urgent: float = Field(default=60.0, gt=0, le=3600)
+    emergency: float = Field(default=30.0, gt=0, le=3600)
+
+
+class DispatchConfig(_Section):
+    """How a consult request rings central doctors: partners first, then every central hospital with the specialty."""
+
+    ring_seconds: RingSeconds = Field(default_factory=RingSeconds)
+    partners_per_wave: int = Field(default=2, ge=1, le=32)
+    """Partner hospitals rung together in one wave, in the directory's order."""
+
+
 class LoggingConfig(_Section):
     """Log verbosity."""
 
@@ -417,6 +448,9 @@ class Config(_Section):
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     sharing: SharingConfig = Field(default_factory=SharingConfig)
+
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

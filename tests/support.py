@@ -37,7 +37,7 @@ hooks.restrict_host_addresses(["127.0.0.1"])
 SECRET = "test-secret-for-hoichan-tests-only-0123456789"
 PASSWORD = "mat-khau-thu-nghiem"
 ACCOUNTS: dict[str, dict[str, Any]] = {
-    "admin": {"username": "quantri", "display_name": "Quản trị viên", "role": "admin", "facility": "so-y-te"},
+    "admin": {"username": "quantri", "display_name": "Quản trị viên", "role": "admin", "facility": "so-y-te-lai-chau"},
     "technician": {
         "username": "ktv.lan",
         "display_name": "KTV. Lò Thị Lan",

@@ -82,11 +82,14 @@ async def in_room(server: Server) -> AsyncIterator[Participant]:
 
 STAFF = {"admin": 200, "technician": 200, "doctor": 403}
 SIGNED_IN = {"admin": 200, "technician": 200, "doctor": 200}
+ADMIN = {"admin": 200, "technician": 403, "doctor": 403}
 PUBLIC = dict.fromkeys(CALLERS, 200)
 HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/rooms"): STAFF,
     ("GET", "/api/rooms/matrix"): STAFF,
     ("GET", "/api/me"): SIGNED_IN,
+    ("GET", "/api/directory"): SIGNED_IN,
+    ("POST", "/api/directory/reload"): ADMIN,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
@@ -102,7 +105,7 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
 @pytest.mark.parametrize(("method", "path"), list(HTTP_MATRIX))
 async def test_http_route_matrix(server: Server, in_room: Participant, method: str, path: str, caller: str) -> None:
     expected = HTTP_MATRIX[(method, path)].get(caller, 401)
-    body = {"username": ACCOUNTS["doctor"]["username"], "password": PASSWORD} if method == "POST" else None
+    body = {"username": ACCOUNTS["doctor"]["username"], "password": PASSWORD} if path == "/api/login" else None
     status, text, answer, headers = await http(method, server.url + path, await token_for(server, caller), body)
     assert status == expected, text
     if answer is not None:  # no API answer ever mentions a password or its hash
@@ -150,6 +153,8 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
             "GET /api/rooms/{room_id}/shared/{item_id}/image",
             "GET /api/rooms/{room_id}/link-history",  # and the handler: only technicians/doctors who took part
         )},  # fmt: skip
+        "GET /api/directory": frozenset(ROLES),
+        "POST /api/directory/reload": frozenset({"admin"}),
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
