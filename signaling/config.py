@@ -448,7 +448,6 @@ class Config(_Section):
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     sharing: SharingConfig = Field(default_factory=SharingConfig)
-
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
