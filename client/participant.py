@@ -23,7 +23,31 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from .link_emulator import LinkEmulator
+
 logger = logging.getLogger(__name__)
+
+
+def keep_video_codec(sdp: str, mime: str) -> str:
+    """``sdp`` with only ``mime`` (e.g. ``video/H264``) and its RTX left in the video sections: how a device
+    that has no other codec answers."""
+    out: list[str] = []
+    sections = sdp.replace("\r\n", "\n").split("\nm=")
+    for index, section in enumerate(sections):
+        lines = section.split("\n") if index == 0 else ("m=" + section).split("\n")
+        if lines[0].startswith("m=video"):
+            names = {line.split()[0][9:]: line.split()[1].split("/")[0].lower()
+                     for line in lines if line.startswith("a=rtpmap:")}
+            kept = {pt for pt, name in names.items() if name == mime.split("/")[1].lower()}
+            kept |= {line.split()[0][7:] for line in lines
+                     if line.startswith("a=fmtp:") and line.split()[-1].removeprefix("apt=") in kept}
+            head = lines[0].split()
+            lines[0] = " ".join(head[:3] + [pt for pt in head[3:] if pt in kept])
+            lines = [line for line in lines
+                     if not line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"))
+                     or line.split()[0].split(":")[1] in kept]
+        out.append("\n".join(lines))
+    return "\r\n".join("\n".join(out).split("\n"))
 
 
 @dataclass
@@ -67,8 +91,12 @@ class Participant:
         ssl_verify: bool = True,
         record: bool | None = None,
         token: str | None = None,
+        video_codec: str | None = None,
+        emulator: LinkEmulator | None = None,
     ) -> None:
-        """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest."""
+        """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest.
+        ``video_codec``: accept only this video codec (e.g. ``video/H264``), as a device without VP8 would.
+        ``emulator``: send all media through this emulated link (its impairments apply to every packet)."""
         self.url = url
         self.room = room
         self.name = name
@@ -78,6 +106,8 @@ class Participant:
         self.record = record
         self.recording: dict[str, Any] = {}
         self.token = token
+        self.video_codec = video_codec
+        self.emulator = emulator
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -156,7 +186,10 @@ class Participant:
         if self.pc is None:
             self.pc = self._new_pc()
         self._track_map = data["tracks"]
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
+        offer = data["sdp"] if self.video_codec is None else keep_video_codec(data["sdp"], self.video_codec)
+        if self.emulator is not None:
+            offer = self.emulator.rewrite_server_sdp(offer)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid in self._track_map or transceiver.sender.track is not None:
                 continue
@@ -166,12 +199,16 @@ class Participant:
                 transceiver.direction = "sendonly"
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        await self.sio.emit("answer", {"sdp": self.pc.localDescription.sdp})
+        local = self.pc.localDescription.sdp
+        if self.emulator is not None:
+            local = self.emulator.strip_candidates(local)
+        await self.sio.emit("answer", {"sdp": local})
         self._negotiated.set()
 
     async def _on_answer(self, data: dict[str, Any]) -> None:
         if self.pc is not None:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+            sdp = data["sdp"] if self.emulator is None else self.emulator.rewrite_server_sdp(data["sdp"])
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def _on_peer_joined(self, data: dict[str, Any]) -> None:
         self.peers[data["id"]] = data

@@ -13,6 +13,7 @@ import random
 import time
 import types
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice
@@ -296,6 +297,35 @@ def watch_remb(sender: RTCRtpSender) -> RembWatch:
     sender._handle_rtcp_packet = handle_and_watch  # type: ignore[method-assign]
     sender.__dict__["_hoichan_remb"] = watch
     return watch
+
+
+@dataclass(frozen=True)
+class ReceivedStream:
+    """One incoming media stream's RTCP receiver statistics (RFC 3550 counters, interarrival jitter in ms)."""
+
+    ssrc: int
+    received: int
+    lost: int
+    jitter_ms: float
+
+
+def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
+    """The statistics of the media streams a receiver gets, retransmission (RTX) streams left out.
+
+    ``getStats()`` has one ``inbound-rtp`` entry per receiver, the last SSRC's: once one retransmission arrived
+    that is the RTX stream's, whose loss counts only lost retransmissions and whose jitter freezes when
+    retransmissions stop. The media stream's own counters are the network's loss before repair.
+    """
+    for name in ("_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__rtx_ssrc"):
+        if not hasattr(receiver, name):
+            raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
+    streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    return [
+        ReceivedStream(ssrc, stream.packets_received, stream.packets_lost, stream.jitter / stream._clockrate * 1000)
+        for ssrc, stream in list(streams.items())
+        if ssrc not in rtx
+    ]
 
 
 def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:

@@ -23,6 +23,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
 from ..forwarder import Producer
+from .formats import FORMATS, Format
 from .manifest import finish_track, now, write_atomically
 from .track import TrackWriter
 
@@ -31,13 +32,6 @@ logger = logging.getLogger(__name__)
 Alert = Callable[[str], Awaitable[None]]
 RESERVE = "manifest.reserve"  # space set aside so a full disk can still record why the recording stopped
 RESERVE_BYTES = 64 * 1024
-
-
-def vp8_size(frame: bytes) -> Optional[tuple[int, int]]:
-    """Width and height from a VP8 keyframe header (RFC 6386 §9.1); None for an interframe."""
-    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    return int.from_bytes(frame[6:8], "little") & 0x3FFF, int.from_bytes(frame[8:10], "little") & 0x3FFF
 
 
 class ProducerRecorder:
@@ -61,45 +55,48 @@ class ProducerRecorder:
             self._close_segment()
             if self._buffer is not None:
                 self._buffer = JitterBuffer(capacity=128, is_video=True)
-        if codec.mimeType.lower() not in ("video/vp8", "audio/opus"):
+        fmt = FORMATS.get(codec.mimeType.lower())
+        if fmt is None:
             return
+        if self.writer is not None and fmt is not self.writer.format:  # a renegotiated codec gets its own file
+            self._close_segment()
         if self._buffer is None:
-            self._write(packet.payload, packet.timestamp, keyframe=True)
+            self._write(fmt, packet.payload, packet.timestamp)
             return
         try:
             packet._data = depayload(codec, packet.payload)  # type: ignore[attr-defined]
         except ValueError:
             return
         _, frame = self._buffer.add(packet)
-        if frame is not None:
-            self._write(frame.data, frame.timestamp, keyframe=not frame.data[0] & 0x01 if frame.data else False)
+        if frame is not None and frame.data:
+            self._write(fmt, frame.data, frame.timestamp)
 
-    def _write(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+    def _write(self, fmt: Format, data: bytes, timestamp: int) -> None:
         if self.writer is None:
-            size = vp8_size(data) if self.producer.kind == "video" else (0, 0)
+            size = fmt.size(data)
             if size is None:  # a video file must start with a keyframe
                 moment = time.monotonic()
                 if moment - self._last_keyframe_request > 1.0:
                     self._last_keyframe_request = moment
                     self.producer.request_keyframe()
                 return
-            self._open_segment(size)
+            self._open_segment(fmt, size, fmt.header(data))
             self._first_ts = self._last_ts = timestamp
             self._wraps = 0
         if timestamp < self._last_ts and self._last_ts - timestamp > 1 << 31:
             self._wraps += 1  # RTP timestamp wrapped around 2^32
         self._last_ts = timestamp
         assert self.writer is not None
-        self.writer.write(data, timestamp + (self._wraps << 32) - self._first_ts, keyframe)
+        self.writer.write(data, timestamp + (self._wraps << 32) - self._first_ts, fmt.keyframe(data))
 
-    def _open_segment(self, size: tuple[int, int]) -> None:
+    def _open_segment(self, fmt: Format, size: tuple[int, int], header: bytes) -> None:
         self.segment += 1
         kind = self.producer.kind
-        name = f"{self.producer.participant_id}-{kind}-{self.segment}.webm"
-        self.writer = TrackWriter(self.room.directory / name, kind, self.room.track_ended, *size)
+        name = f"{self.producer.participant_id}-{kind}-{self.segment}.{fmt.extension}"
+        self.writer = TrackWriter(self.room.directory / name, kind, fmt, self.room.track_ended, size, header)
         track: dict[str, Any] = {
             "file": name, "participant_id": self.producer.participant_id, "kind": kind,
-            "codec": "VP8" if kind == "video" else "opus", "segment": self.segment,
+            "codec": fmt.name, "segment": self.segment,
             "start_offset": round(time.time() - self.room.started, 3), "duration": None, "size": None,
             "sha256": None, "complete": False,
         }

@@ -188,3 +188,32 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
     finally:
         await pc.close()
+
+
+async def test_received_streams_leave_out_the_retransmission_stream() -> None:
+    from aiortc.rtp import RtpPacket, wrap_rtx
+    from support import PatternVideoTrack
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        sender = a.addTransceiver(PatternVideoTrack(160, 120), direction="sendonly").sender
+        await negotiate(a, b)
+        receiver = b.getReceivers()[0]
+        for _ in range(100):
+            if hooks.received_streams(receiver) and hooks.received_streams(receiver)[0].received > 10:
+                break
+            await asyncio.sleep(0.05)
+        [media] = hooks.received_streams(receiver)
+        assert media.ssrc == sender._ssrc and media.received > 10 and media.lost == 0 and media.jitter_ms >= 0
+
+        # one retransmission arrives: getStats() now reports the RTX stream instead of the media stream
+        rtx_pt = next(c.payloadType for c in hooks.negotiated_codecs(b.getTransceivers()[0]) if c.name == "rtx")
+        original = RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=sender._ssrc, payload=b"\x10\x00")
+        await receiver._handle_rtp_packet(wrap_rtx(original, rtx_pt, 7, sender._rtx_ssrc), 0)
+        inbound = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+        assert [s.ssrc for s in inbound] == [sender._rtx_ssrc]
+        assert [s.ssrc for s in hooks.received_streams(receiver)] == [sender._ssrc]
+    finally:
+        await a.close()
+        await b.close()

@@ -222,3 +222,22 @@ async def test_full_disk_stops_recording_but_not_the_call(tmp_path: Path, tiny_d
             assert frames_decoded > 0
     finally:
         server.stop()
+
+
+async def test_h264_publisher_is_recorded_as_received_in_matroska(recording_server: Server) -> None:
+    doctor = await recording_server.login("doctor")
+    a = Participant(recording_server.url, "rec264", "A", tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()],
+                    record=True, token=doctor, video_codec="video/H264")
+    await a.join()
+    await wait_for(lambda: a.recording.get("recordingId"), timeout=10)
+    recording_id = a.recording["recordingId"]
+    await asyncio.sleep(4)
+    await a.leave()
+    manifest = await finished(recording_server, recording_id)
+
+    video = next(t for t in manifest["tracks"] if t["kind"] == "video")
+    assert video["codec"] == "H264" and video["file"].endswith(".mkv")
+    assert (video["width"], video["height"]) == (320, 240)
+    codec, frames, pts = decode(recordings(recording_server) / recording_id / video["file"])
+    assert codec == "h264" and pts == sorted(pts)
+    assert frames >= 20 * video["duration"] > 0
