@@ -5,9 +5,12 @@ Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,9 @@ from .config import Config
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .recordings import api as recordings
+from .schedules import api as schedules_api
+from .schedules.scheduler import Scheduler
+from .schedules.store import ScheduleStore
 from .sharing import api as sharing_api
 from .sharing.files import SharedFiles
 from .sharing.record import SharedRecord
@@ -160,6 +166,7 @@ def create_app(config: Config) -> web.Application:
     sharing = Sharing(
         SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
     )
+    scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
 
     async def start_media(app: web.Application) -> None:
         # Before any worker writes: recordings left open by a process that died are closed honestly.
@@ -170,11 +177,19 @@ def create_app(config: Config) -> web.Application:
         if isinstance(media, WorkerPool):
             await media.start()
 
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.ensure_future(scheduler.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await media.close()
 
     app.on_startup.append(start_media)
+    app.cleanup_ctx.append(run_scheduler)
     app.on_shutdown.append(close_media)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/rooms", list_rooms)
@@ -182,6 +197,7 @@ def create_app(config: Config) -> web.Application:
     add_routes(app)
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
+    schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

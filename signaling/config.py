@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -48,6 +49,7 @@ __all__ = [
     "LoggingConfig",
     "MediaConfig",
     "RecordingConfig",
+    "SchedulerConfig",
     "ServerConfig",
     "SharingConfig",
     "StoreConfig",
@@ -390,6 +392,27 @@ class SharingConfig(_Section):
     """How many annotation events one participant may send at once before the rate applies."""
 
 
+class SchedulerConfig(_Section):
+    """Scheduled sessions: weekly slots and one-off sessions that open a room and notify their parties."""
+
+    tick_seconds: float = Field(default=5.0, ge=0.1, le=300)
+    """How often the scheduler looks for sessions due to open; a session opens at most this late."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """Time zone of a schedule's weekday and time when the admin does not name one (IANA name)."""
+    upcoming_days: int = Field(default=14, ge=1, le=90)
+    """How far ahead the list of upcoming sessions looks."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value
+
+
 class LoggingConfig(_Section):
     """Log verbosity."""
 
@@ -417,6 +440,7 @@ class Config(_Section):
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     sharing: SharingConfig = Field(default_factory=SharingConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property
