@@ -154,6 +154,8 @@ export const dictionaries = {
     'vitals.empty': 'Nhập ít nhất một chỉ số.',
     'vitals.notANumber': 'Chỉ nhập số.',
     'unit.perMin': 'lần/phút',
+    'schedule.opened': 'Phiên hội chẩn theo lịch đã mở: {title}',
+    'schedule.join': 'Vào phòng',
 
     'error.invalid-payload': 'Dữ liệu gửi lên không hợp lệ.',
     'error.payload-too-large': 'Dữ liệu gửi lên quá lớn.',
@@ -318,6 +320,8 @@ export const dictionaries = {
     'vitals.empty': 'Enter at least one sign.',
     'vitals.notANumber': 'Numbers only.',
     'unit.perMin': '/min',
+    'schedule.opened': 'A scheduled consultation has opened: {title}',
+    'schedule.join': 'Join',
 
     'error.invalid-payload': 'The server rejected a malformed request.',
     'error.payload-too-large': 'The request was too large.',

@@ -137,7 +137,8 @@ function wireSession(s, grid, renderSelf, selfTile) {
     if (state === 'left') {
       grid.reset([]);
       showLeft();
-    } else if (state === 'failed' && failure?.reason === 'auth') {
+    } else if (state === 'failed' && (failure?.reason === 'auth' ||
+        (failure?.reason === 'join' && failure?.code === 'unauthorized'))) { // e.g. a scheduled room, as a guest
       showSignIn(getToken() ? 'auth.expired' : 'auth.required');
     }
   });
@@ -166,6 +167,13 @@ function wireSession(s, grid, renderSelf, selfTile) {
     toast(errorText(e.detail.code, e.detail.message), { kind: 'error' });
   });
   s.addEventListener('notice', (e) => toast(t(e.detail.key)));
+  // A scheduled session of ours opened (protocol.md ScheduledSession): one click to go there.
+  s.signaling.on('scheduled-session', (p) => {
+    if (!p?.url || p.room === s.room) return;
+    toast(t('schedule.opened', { title: p.title }), {
+      timeoutMs: 0, action: { label: t('schedule.join'), onClick: () => location.assign(p.url) },
+    });
+  });
   s.addEventListener('recording', (e) => {
     $('recording').hidden = !e.detail.active;
     if (e.detail.stopped && e.detail.error) {
