@@ -6,6 +6,7 @@ Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
@@ -31,6 +32,9 @@ from .login import THROTTLE, LoginThrottle, add_routes
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
+from .schedules import api as schedules_api
+from .schedules.scheduler import Scheduler
+from .schedules.store import ScheduleStore
 from .sharing import api as sharing_api
 from .sharing.files import SharedFiles
 from .sharing.record import SharedRecord
@@ -181,6 +185,7 @@ def create_app(config: Config) -> web.Application:
     sharing = Sharing(
         SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
     )
+    scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
 
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
@@ -204,12 +209,20 @@ def create_app(config: Config) -> web.Application:
         if task is not None:
             task.cancel()
 
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.ensure_future(scheduler.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await media.close()
         await link_history.close()
 
     app.on_startup.append(start_media)
+    app.cleanup_ctx.append(run_scheduler)
     app.on_shutdown.append(close_media)
     app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
@@ -220,6 +233,7 @@ def create_app(config: Config) -> web.Application:
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
+    schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

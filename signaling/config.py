@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -51,6 +52,7 @@ __all__ = [
     "MediaConfig",
     "RecordingConfig",
     "RingSeconds",
+    "SchedulerConfig",
     "ServerConfig",
     "SharingConfig",
     "StoreConfig",
@@ -421,6 +423,27 @@ class DispatchConfig(_Section):
     """Partner hospitals rung together in one wave, in the directory's order."""
 
 
+class SchedulerConfig(_Section):
+    """Scheduled sessions: weekly slots and one-off sessions that open a room and notify their parties."""
+
+    tick_seconds: float = Field(default=5.0, ge=0.1, le=300)
+    """How often the scheduler looks for sessions due to open; a session opens at most this late."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """Time zone of a schedule's weekday and time when the admin does not name one (IANA name)."""
+    upcoming_days: int = Field(default=14, ge=1, le=90)
+    """How far ahead the list of upcoming sessions looks."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value
+
+
 class LoggingConfig(_Section):
     """Log verbosity."""
 
@@ -450,6 +473,7 @@ class Config(_Section):
     sharing: SharingConfig = Field(default_factory=SharingConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     @property

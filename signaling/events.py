@@ -81,6 +81,8 @@ class SignalingEvents:
         """Called with every ``link-quality`` sample media reports about a participant."""
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
+        self.join_checks: list[Callable[[Identity, str], None]] = []
+        """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -260,6 +262,8 @@ class SignalingEvents:
             name, facility = message.name, message.facility
         else:  # a signed-in participant is who the account says, whatever the message claims
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
+        for check in self.join_checks:
+            check(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         if not self.registry.members(message.room):

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SHARING_ROLES: frozenset[str] = frozenset({"doctor", "technician", "admin"})
 _MAX_BUCKETS = 1000
+_DECODES_AT_ONCE = 2  # a 50-megapixel RGB bitmap is 150 MB and a decode takes a core: uploads queue instead
 
 
 class TokenBucket:
@@ -55,6 +56,7 @@ class Sharing:
         self.events = events
         self.config = config
         self._buckets: dict[str, TokenBucket] = {}
+        self._decoding = asyncio.Semaphore(_DECODES_AT_ONCE)
         events.add_event("share-vitals", schemas.Vitals, self.on_vitals, roles=SHARING_ROLES)
         events.add_event("annotate", schemas.Annotate, self.on_annotate, roles=SHARING_ROLES)
         events.join_listeners.append(self._joined)
@@ -81,7 +83,8 @@ class Sharing:
 
     async def share_image(self, participant: Participant, data: bytes, caption: str | None) -> SharedItem:
         """Check, clean, store and show an uploaded image; ``ImageRejected`` stores and shows nothing."""
-        image = await asyncio.to_thread(clean_image, data, self.config.max_image_pixels)
+        async with self._decoding:
+            image = await asyncio.to_thread(clean_image, data, self.config.max_image_pixels)
         item_id = self.record.new_id()
         room_id = participant.room_id
         await asyncio.to_thread(self.files.write, room_id, item_id, image.format, image.data)

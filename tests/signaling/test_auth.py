@@ -159,7 +159,9 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
             "PUT /api/recordings/{id}/hold", "DELETE /api/recordings/{id}", "GET /api/audit",
+            "POST /api/schedules", "GET /api/schedules", "DELETE /api/schedules/{schedule_id}",
         )},  # fmt: skip
+        "GET /api/schedules/upcoming": frozenset(ROLES),
     }
 
 
