@@ -17,6 +17,9 @@ from .router import Notify, Router
 
 
 class MediaService(Protocol):
+    async def prepare(self, room_id: str) -> None:
+        """Raise ``MediaError`` if media cannot take ``room_id`` now (cluster: Redis unreachable, no live node)."""
+
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None: ...
     async def start_recording(self, room_id: str, meta: dict[str, Any]) -> str: ...
     async def stop_recording(self, room_id: str) -> None: ...
@@ -62,6 +65,9 @@ class LocalMediaService:
         if room_id is None:
             raise MediaError("not-joined", "join a room first")
         return self.routers[room_id]
+
+    async def prepare(self, room_id: str) -> None:
+        """Media in this process is always there."""
 
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         router = self.routers.get(room_id)

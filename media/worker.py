@@ -19,6 +19,7 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
+from . import logs
 from .errors import MediaError
 from .service import LocalMediaService
 
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="pin this worker to one core")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s")
+    logs.setup(args.log_level, os.environ.get(logs.FORMAT_VARIABLE, "text"), f"media-worker[{os.getpid()}]")
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     media_args = {

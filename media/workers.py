@@ -135,6 +135,9 @@ class WorkerPool:
                 return worker
         return min(self._workers, key=lambda w: (w.participants, w.index))
 
+    async def prepare(self, room_id: str) -> None:
+        """A dead worker is replaced at once: the pool can always take a room."""
+
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         worker = self._place(room_id)
         worker.rooms.setdefault(room_id, set()).add(participant_id)

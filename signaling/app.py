@@ -18,7 +18,10 @@ import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from cluster.load import CpuMeter
+from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
+from media.router import Notify
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
@@ -29,6 +32,8 @@ from .config import Config, ConfigError
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents
 from .login import THROTTLE, LoginThrottle, add_routes
+from .metrics import AppMetrics, LinkStats, add_media_gauges
+from .metrics import add_route as add_metrics_route
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
@@ -54,7 +59,7 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
     return [server.as_rtc_dict() for server in config.media.ice_servers]
 
 
-def _media_service(config: Config, notify: Any) -> MediaService:
+def media_service(config: Config, notify: Notify) -> MediaService:
     """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
     media = config.media
     ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
@@ -77,6 +82,24 @@ def _media_service(config: Config, notify: Any) -> MediaService:
         recordings=config.recording.directory,
         log_level=config.logging.level,
     )
+
+
+def media_pids(stats: dict[str, Any]) -> list[int]:
+    """This process and its media workers: where media's CPU goes."""
+    return [os.getpid(), *(worker["pid"] for worker in stats.get("workers", []))]
+
+
+def add_cluster_gauges(metrics: AppMetrics, cluster: ClusterRuntime, links: LinkStats) -> None:
+    """A clustered process: its media node's gauges (role all) and what its signaling sees of the cluster."""
+    if cluster.node is not None:
+        node, cpu = cluster.node, CpuMeter()
+        add_media_gauges(metrics, node.stats, links, lambda: cpu.sample(media_pids(node.stats())))
+    if cluster.service is not None:
+        service = cluster.service
+        metrics.gauge("hoichan_cluster_media_nodes_alive", "Media nodes with a live heartbeat, as last seen",
+                      lambda: float(service.nodes_alive))
+        metrics.gauge("hoichan_cluster_redis_up", "1 while Redis answers this process, else 0",
+                      lambda: float(service.stats()["redis"]))
 
 
 @web.middleware
@@ -169,7 +192,20 @@ def create_app(config: Config) -> web.Application:
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await events.notify(participant_id, event, payload)
 
-    media = _media_service(config, notify)
+    async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        await links.observe(participant_id, event, payload)
+        await notify(participant_id, event, payload)
+
+    metrics, links, cpu = AppMetrics(), LinkStats(), CpuMeter()
+    cluster: ClusterRuntime | None = None
+    media: MediaService
+    if config.cluster.enabled:  # role signaling, or all with Redis: a signaling process and a media node in one
+        node_media = (lambda n: media_service(config, n)) if config.cluster.role == "all" else None
+        cluster = ClusterRuntime(config, notify, node_media, links.observe)
+        assert cluster.service is not None
+        media = cluster.service
+    else:
+        media = media_service(config, observed)
     events = SignalingEvents(
         sio,
         media,
@@ -190,8 +226,19 @@ def create_app(config: Config) -> web.Application:
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
+    metrics.gauge("hoichan_signaling_rooms", "Rooms with at least one participant on this signaling process",
+                  lambda: float(len(events.registry.rooms)))
+    metrics.gauge("hoichan_signaling_participants", "Participants in a room on this signaling process",
+                  lambda: float(sum(len(members) for members in events.registry.rooms.values())))
+    if cluster is None:
+        add_media_gauges(metrics, media.stats, links, lambda: cpu.sample(media_pids(media.stats())))
+    else:
+        add_cluster_gauges(metrics, cluster, links)
 
     async def start_media(app: web.Application) -> None:
+        if cluster is not None:
+            await cluster.start()
+            return
         # Before any worker writes: recordings left open by a process that died are closed honestly.
         config.recording.directory.mkdir(parents=True, exist_ok=True)
         for recording_id in recover_unfinished(config.recording.directory):
@@ -218,7 +265,10 @@ def create_app(config: Config) -> web.Application:
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
-        await media.close()
+        if cluster is not None:
+            await cluster.close()
+        else:
+            await media.close()
         await link_history.close()
 
     app.on_startup.append(start_media)
@@ -226,6 +276,7 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(close_media)
     app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app, config, metrics)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)

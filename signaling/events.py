@@ -266,6 +266,7 @@ class SignalingEvents:
             check(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
+        await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
         if not self.registry.members(message.room):
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
@@ -275,7 +276,8 @@ class SignalingEvents:
         peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
-        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id)
+        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,
+                    extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
     async def _start_media(self, participant: Participant) -> None:

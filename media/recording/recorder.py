@@ -130,6 +130,7 @@ class RoomRecorder:
         self._after_full_disk: asyncio.Future[None] | None = None
         self.manifest: dict[str, Any] = {
             "version": 1, "id": self.id, "room_id": room_id, "consult_id": meta.get("consult_id"),
+            "node_id": meta.get("node_id"),
             "started_at": now(), "ended_at": None, "state": "recording", "ended_cleanly": False,
             "end_reason": None, "participants": [], "tracks": [], "errors": [],
         }

@@ -155,6 +155,7 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         )},  # fmt: skip
         "GET /api/directory": frozenset(ROLES),
         "POST /api/directory/reload": frozenset({"admin"}),
+        "GET /metrics": frozenset({"admin"}),  # or the configured scrape token (tests/signaling/test_metrics.py)
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",

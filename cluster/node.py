@@ -1,0 +1,195 @@
+"""A media node: runs a ``MediaService`` (worker processes) and serves the commands signaling sends over Redis.
+
+The node keeps which signaling process spoke last for each participant (its inbox), and sends the notifications
+media raises for that participant there. Every heartbeat renews its liveness key, reports its load and re-asserts
+its rooms' placements; a room that Redis placed on another node meanwhile (this node was taken for dead) is closed
+here, since its participants have already moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from media.errors import MediaError
+from media.router import Notify
+from media.service import MediaService
+from media.workers import WorkerPool
+
+from .bus import Responder
+from .keys import Keys
+from .load import CpuMeter
+from .placement import Placement
+
+logger = logging.getLogger(__name__)
+
+# What signaling may ask of a node; ``params`` go to the ``MediaService`` method of the same name.
+METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
+
+
+class MediaNode:
+    def __init__(self, redis: Redis, blocking: Redis, keys: Keys, node_id: str, heartbeat_interval: float,
+                 node_timeout: float, media: Callable[[Notify], MediaService], observe: Notify | None = None) -> None:
+        """``media`` builds the service given the notify callback; ``observe`` sees every notification (metrics)."""
+        self.node_id = node_id
+        self.incarnation = secrets.token_hex(6)
+        self.media = media(self._notify)
+        self.rooms: dict[str, set[str]] = {}
+        self._room_of: dict[str, str] = {}
+        self._origin: dict[str, str] = {}  # participant -> inbox of the signaling process that spoke last
+        self._placement = Placement(redis, keys, node_timeout)
+        self._responder = Responder(redis, blocking, keys, node_id, self._run)
+        self._interval = heartbeat_interval
+        self._observe = observe
+        self._cpu = CpuMeter()
+        self._heartbeats: asyncio.Task[None] | None = None
+        self.registered = asyncio.Event()
+
+    async def start(self) -> None:
+        if isinstance(self.media, WorkerPool):
+            await self.media.start()
+        self._heartbeats = asyncio.ensure_future(self._beat_forever())
+        self._responder.start()
+
+    def _log(self, room_id: str | None = None, participant_id: str | None = None) -> dict[str, Any]:
+        extra: dict[str, Any] = {"node_id": self.node_id}
+        if room_id is not None:
+            extra["room_id"] = room_id
+        if participant_id is not None:
+            extra["participant_id"] = participant_id
+        return extra
+
+    # -- load and liveness --------------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        stats = self.media.stats()
+        pids = [os.getpid(), *(w["pid"] for w in stats.get("workers", []))]
+        return {
+            "rooms": len(self.rooms),
+            "participants": len(self._room_of),
+            "streams": stats.get("forwarded_streams", 0),
+            "cpu": round(self._cpu.sample(pids), 1),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "incarnation": self.incarnation,
+            "updated_at": round(time.time(), 3),
+        }
+
+    async def _beat_forever(self) -> None:
+        failing = False
+        while True:
+            try:
+                lost = await self._placement.heartbeat(self.node_id, self.incarnation, self.load(), list(self.rooms))
+                if failing or not self.registered.is_set():
+                    logger.info("media node %s registered in Redis", self.node_id, extra=self._log())
+                failing = False
+                self.registered.set()
+                for room_id in lost:
+                    await self._drop_room(room_id)
+            except (RedisError, OSError) as exc:
+                if not failing:
+                    logger.error("media node %s: heartbeat failed (%s); media in progress goes on", self.node_id,
+                                 exc, extra=self._log())
+                failing = True
+            await asyncio.sleep(self._interval)
+
+    async def _drop_room(self, room_id: str) -> None:
+        """Redis placed this room on another node while this one was unreachable: its participants moved there."""
+        logger.warning("room %s was moved to another node; closing it here", room_id, extra=self._log(room_id))
+        for participant_id in list(self.rooms.get(room_id, ())):
+            await self._leave(participant_id)
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    async def _run(self, method: str, params: dict[str, Any], reply_to: str) -> Any:
+        if method not in METHODS:
+            raise MediaError("internal", f"unknown media command {method!r}")
+        participant_id = params.get("participant_id")
+        if isinstance(participant_id, str) and method != "leave":
+            self._origin[participant_id] = reply_to
+        if method == "join":
+            return await self._join(params["room_id"], params["participant_id"], params.get("info"))
+        if method == "leave":
+            await self._leave(params["participant_id"])
+            return None
+        if method == "start_recording":
+            if params["room_id"] not in self.rooms:
+                raise MediaError("not-joined", f"room {params['room_id']} has no media session on this node")
+            params = {**params, "meta": {**(params.get("meta") or {}), "node_id": self.node_id}}
+        return await getattr(self.media, method)(**params)
+
+    async def _join(self, room_id: str, participant_id: str, info: dict[str, Any] | None) -> dict[str, str]:
+        if room_id not in self.rooms:
+            try:
+                mine = await self._placement.claim(self.node_id, self.incarnation, self.load(), room_id)
+            except RedisError as exc:
+                raise MediaError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None
+            if not mine:
+                raise MediaError("moved", f"room {room_id} lives on another media node")
+            logger.info("room %s opened on media node %s", room_id, self.node_id, extra=self._log(room_id))
+        self.rooms.setdefault(room_id, set()).add(participant_id)
+        self._room_of[participant_id] = room_id
+        try:
+            await self.media.join(room_id, participant_id, info)
+        except BaseException:
+            await self._forget(participant_id)
+            raise
+        logger.info("participant %s joined room %s on media node %s", participant_id, room_id, self.node_id,
+                    extra=self._log(room_id, participant_id))
+        return {"node": self.node_id, "incarnation": self.incarnation}
+
+    async def _leave(self, participant_id: str) -> None:
+        if participant_id not in self._room_of:
+            return
+        try:
+            await self.media.leave(participant_id)
+        finally:
+            await self._forget(participant_id)
+
+    async def _forget(self, participant_id: str) -> None:
+        self._origin.pop(participant_id, None)
+        room_id = self._room_of.pop(participant_id, None)
+        if room_id is None:
+            return
+        members = self.rooms.get(room_id, set())
+        members.discard(participant_id)
+        if not members:
+            self.rooms.pop(room_id, None)
+            logger.info("room %s closed on media node %s", room_id, self.node_id, extra=self._log(room_id))
+            try:
+                await self._placement.release(self.node_id, room_id)
+            except RedisError:
+                pass  # the placement expires by itself (room_ttl)
+
+    async def _notify(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        if self._observe is not None:
+            await self._observe(participant_id, event, payload)
+        inbox = self._origin.get(participant_id)
+        if inbox is not None:
+            await self._responder.send(inbox, {"notify": [participant_id, event, payload]})
+
+    def stats(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "incarnation": self.incarnation, "rooms": len(self.rooms),
+                "participants": len(self._room_of), **{k: v for k, v in self.media.stats().items()
+                                                      if k not in ("rooms", "participants")}}
+
+    async def close(self) -> None:
+        """A clean stop: drop out of Redis at once and send every participant to reconnect on another node."""
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        await self._responder.close()
+        try:
+            await self._placement.retire(self.node_id)
+        except RedisError:
+            pass  # the liveness key expires by itself
+        await asyncio.gather(*(self._notify(p, "media-failed", {}) for p in list(self._room_of)))
+        await self.media.close()
