@@ -21,13 +21,18 @@ from media.recording.manifest import recover_unfinished
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
-from . import __version__, directory_api
+from . import __version__, consults_api, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config, ConfigError
+from .consult_log import ConsultLog
+from .dispatch import Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
-from .events import SignalingEvents
+from .events import SignalingEvents, account_room
+from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
+from .presence import Presence
+from .store import connect
 from .recordings import api as recordings
 from .tokens import TokenIssuer, load_secret
 
@@ -172,6 +177,20 @@ def create_app(config: Config) -> web.Application:
     app[EVENTS] = events
     app[MEDIA] = media
 
+    async def send(usernames: list[str], event: str, payload: dict[str, Any]) -> None:
+        await sio.emit(event, payload, to=[account_room(name) for name in usernames])
+
+    db = connect(config.store.path)
+    dispatcher = Dispatcher(
+        lambda: directory.current,
+        Presence(db),
+        ConsultLog(db, datetime.datetime.now(datetime.UTC)),
+        auth.accounts,
+        send,
+        config.dispatch,
+    )
+    app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
+
     async def start_media(app: web.Application) -> None:
         # Before any worker writes: recordings left open by a process that died are closed honestly.
         config.recording.directory.mkdir(parents=True, exist_ok=True)
@@ -201,6 +220,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
     directory_api.add_routes(app)
+    consults_api.add_routes(app)
     recordings.add_routes(app, config)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)

@@ -28,8 +28,14 @@ def connect(store_path: Path) -> sqlite3.Connection:
     """
     store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = store_path / DATABASE_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # create with the right mode, never briefly world-readable
-    os.close(fd)
+    if not path.exists():
+        # Create with the right mode, never briefly world-readable. Only when absent: closing any descriptor of a
+        # database file drops every POSIX lock this process holds on it, so doing this while another connection
+        # of this process has it open would let that connection read a stale snapshot forever.
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # another process created it just now
     db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
