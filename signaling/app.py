@@ -25,15 +25,19 @@ from media.router import Notify
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
-from . import __version__, directory_api
+from . import __version__, consults_api, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config, ConfigError
+from .consult_log import ConsultLog
+from .dispatch import Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
-from .events import SignalingEvents
+from .events import SignalingEvents, account_room
+from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
+from .presence import Presence
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
@@ -235,6 +239,20 @@ def create_app(config: Config) -> web.Application:
     else:
         add_cluster_gauges(metrics, cluster, links)
 
+    async def send(usernames: list[str], event: str, payload: dict[str, Any]) -> None:
+        await sio.emit(event, payload, to=[account_room(name) for name in usernames])
+
+    db = connect(config.store.path)
+    dispatcher = Dispatcher(
+        lambda: directory.current,
+        Presence(db),
+        ConsultLog(db, datetime.datetime.now(datetime.UTC)),
+        auth.accounts,
+        send,
+        config.dispatch,
+    )
+    app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
+
     async def start_media(app: web.Application) -> None:
         if cluster is not None:
             await cluster.start()
@@ -281,6 +299,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
     directory_api.add_routes(app)
+    consults_api.add_routes(app)
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)

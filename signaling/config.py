@@ -22,6 +22,7 @@ import json
 import os
 import re
 import types
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
@@ -423,6 +424,17 @@ class DispatchConfig(_Section):
     ring_seconds: RingSeconds = Field(default_factory=RingSeconds)
     partners_per_wave: int = Field(default=2, ge=1, le=32)
     """Partner hospitals rung together in one wave, in the directory's order."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """IANA time zone of the consult log's days (statistics by day, date ranges, CSV)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known IANA time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value.strip()
 
 
 class SchedulerConfig(_Section):

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import socketio
 from pydantic import ValidationError
@@ -34,6 +34,17 @@ M = TypeVar("M", bound=schemas.Message)
 def account_room(user_id: str) -> str:
     """The socket.io room holding every connection of one account."""
     return f"account:{user_id}"
+
+
+class RoomGate(Protocol):
+    """Who may enter a room, and who is told when people come and go (consult rooms: ``lobby_events.py``)."""
+
+    def admit(self, identity: Identity, room_id: str) -> None:
+        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``."""
+
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+
+    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
 
 
 class SignalingError(Exception):
@@ -83,6 +94,8 @@ class SignalingEvents:
         """Called with a room's id when its last participant has gone."""
         self.join_checks: list[Callable[[Identity, str], None]] = []
         """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
+        self.gates: list[RoomGate] = []
+        self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -219,7 +232,13 @@ class SignalingEvents:
         """Send ``event`` to every connection signed in as ``user_id`` (none connected: nothing happens)."""
         await self.sio.emit(event, payload, to=account_room(user_id))
 
+    def identity(self, sid: str) -> Identity | None:
+        """Who this connection signed in as (None once it has closed)."""
+        return self._identities.get(sid)
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        for hook in self.disconnect_hooks:
+            await hook(sid)
         self._identities.pop(sid, None)
         self._locks.pop(sid, None)
         participant = self.registry.detach(sid)
@@ -238,6 +257,9 @@ class SignalingEvents:
 
     async def _remove(self, participant: Participant) -> None:
         self.registry.remove(participant)
+        remaining = [p.identity for p in self.registry.members(participant.room_id)]
+        for gate in self.gates:
+            gate.left(participant.room_id, participant.identity, remaining)
         timer = self._expiry.pop(participant.id, None)
         if timer is not None:
             timer.cancel()
@@ -264,6 +286,8 @@ class SignalingEvents:
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
         for check in self.join_checks:
             check(identity, message.room)
+        for gate in self.gates:
+            gate.admit(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
@@ -273,7 +297,10 @@ class SignalingEvents:
         participant = self.registry.add(message.room, name, facility, identity, sid)
         for listener in self.join_listeners:
             listener(participant)
-        peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
+        members = self.registry.members(message.room)
+        for gate in self.gates:
+            gate.joined(message.room, identity, [p.identity for p in members])
+        peers = [p.public() for p in members if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
         logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,
