@@ -34,6 +34,10 @@ class Keys:
         """String: the id of the media node a room lives on."""
         return f"{self.prefix}room:{room_id}"
 
+    def recording(self, room_id: str) -> str:
+        """String (JSON ``{"id", "meta"}``): the recording of a room, so the node it moves to carries it on."""
+        return f"{self.prefix}room:{room_id}:recording"
+
     def inbox(self, process_id: str) -> str:
         """List: replies and media notifications for one signaling process."""
         return f"{self.prefix}process:{process_id}:inbox"

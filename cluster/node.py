@@ -9,6 +9,7 @@ here, since its participants have already moved.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -46,6 +47,9 @@ class MediaNode:
         self.rooms: dict[str, set[str]] = {}
         self._room_of: dict[str, str] = {}
         self._origin: dict[str, str] = {}  # participant -> inbox of the signaling process that spoke last
+        self._redis = redis
+        self._keys = keys
+        self._recorded: set[str] = set()  # rooms recorded here
         self._placement = Placement(redis, keys, node_timeout)
         self._responder = Responder(redis, blocking, keys, node_id, self._run)
         self._interval = heartbeat_interval
@@ -95,6 +99,10 @@ class MediaNode:
                 self.registered.set()
                 for room_id in lost:
                     await self._drop_room(room_id)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for room_id in self._recorded:
+                        pipe.expire(self._keys.recording(room_id), self._placement.room_ttl)
+                    await pipe.execute()
             except (RedisError, OSError) as exc:
                 if not failing:
                     logger.error("media node %s: heartbeat failed (%s); media in progress goes on", self.node_id,
@@ -122,15 +130,50 @@ class MediaNode:
             await self._leave(params["participant_id"])
             return None
         if method == "start_recording":
-            if params["room_id"] not in self.rooms:
-                raise MediaError("not-joined", f"room {params['room_id']} has no media session on this node")
-            params = {**params, "meta": {**(params.get("meta") or {}), "node_id": self.node_id}}
+            return await self._start_recording(params["room_id"], params.get("meta") or {})
+        if method == "stop_recording":
+            await self.media.stop_recording(params["room_id"])
+            self._recorded.discard(params["room_id"])
+            try:
+                await self._redis.delete(self._keys.recording(params["room_id"]))
+            except RedisError:
+                pass  # expires by itself (room_ttl)
+            return None
         return await getattr(self.media, method)(**params)
 
+    async def _start_recording(self, room_id: str, meta: dict[str, Any], continued: str | None = None) -> str:
+        if room_id not in self.rooms:
+            raise MediaError("not-joined", f"room {room_id} has no media session on this node")
+        full = {**meta, "node_id": self.node_id, **({"continue": continued} if continued else {})}
+        recording_id = str(await self.media.start_recording(room_id, full))
+        self._recorded.add(room_id)
+        record = json.dumps({"id": recording_id, "meta": meta})
+        try:
+            await self._redis.set(self._keys.recording(room_id), record, ex=self._placement.room_ttl)
+        except RedisError as exc:  # recorded here all the same; only a move to another node would lose it
+            logger.error("room %s: recording %s not noted in Redis (%s)", room_id, recording_id, exc,
+                         extra=self._log(room_id))
+        return recording_id
+
+    async def _continue_recording(self, room_id: str, participant_id: str, record: bytes) -> None:
+        """The room moved here from a dead node while recorded: the same recording goes on, as new segments."""
+        previous = json.loads(record)
+        try:
+            await self._start_recording(room_id, previous["meta"], continued=previous["id"])
+            logger.warning("room %s: recording %s continues on media node %s", room_id, previous["id"],
+                           self.node_id, extra=self._log(room_id))
+        except Exception as exc:  # noqa: BLE001 - the call goes on; everyone is told the recording stopped
+            logger.exception("room %s: recording %s could not be continued", room_id, previous["id"],
+                             extra=self._log(room_id))
+            payload = {"active": False, "recordingId": previous["id"], "error": f"recording lost: {exc}"}
+            await self._notify(participant_id, "recording-state", payload)
+
     async def _join(self, room_id: str, participant_id: str, info: dict[str, Any] | None) -> dict[str, str]:
+        record = None
         if room_id not in self.rooms:
             try:
                 mine = await self._placement.claim(self.node_id, self.incarnation, self.load(), room_id)
+                record = await self._redis.get(self._keys.recording(room_id))  # moved here while recorded?
             except RedisError as exc:
                 raise MediaError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None
             if not mine:
@@ -143,6 +186,8 @@ class MediaNode:
         except BaseException:
             await self._forget(participant_id)
             raise
+        if record is not None and room_id not in self._recorded:
+            await self._continue_recording(room_id, participant_id, record)
         logger.info("participant %s joined room %s on media node %s", participant_id, room_id, self.node_id,
                     extra=self._log(room_id, participant_id))
         return {"node": self.node_id, "incarnation": self.incarnation}
@@ -164,6 +209,7 @@ class MediaNode:
         members.discard(participant_id)
         if not members:
             self.rooms.pop(room_id, None)
+            self._recorded.discard(room_id)
             logger.info("room %s closed on media node %s", room_id, self.node_id, extra=self._log(room_id))
             try:
                 await self._placement.release(self.node_id, room_id)

@@ -94,7 +94,7 @@ return lost
 
 _RELEASE = """
 redis.call('ZREM', KEYS[2], ARGV[2])
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[3]) end
 return 0
 """
 
@@ -147,8 +147,9 @@ class Placement:
         return not await self.heartbeat(node_id, incarnation, load, [room_id])
 
     async def release(self, node_id: str, room_id: str) -> None:
-        """The room emptied: forget its placement, unless it was moved to another node meanwhile."""
-        await self._release(keys=[self._keys.room(room_id), self._keys.placed(node_id)], args=[node_id, room_id])
+        """The room emptied: forget its placement and recording, unless it was moved to another node meanwhile."""
+        keys = [self._keys.room(room_id), self._keys.placed(node_id), self._keys.recording(room_id)]
+        await self._release(keys=keys, args=[node_id, room_id])
 
     async def incarnations(self, node_ids: list[str]) -> dict[str, str | None]:
         """Each node's current incarnation, None for a dead one. Raises ``RedisError`` when Redis is unreachable."""

@@ -7,6 +7,7 @@ SIGKILL (the room moves and media resumes by itself), /metrics and JSON logs.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ TOKEN = "scrape-token-for-tests-0123456789"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), "redis://127.0.0.1:6379/0",
-                      extra={"HOICHAN_METRICS__TOKEN": TOKEN})
+                      extra={"HOICHAN_METRICS__TOKEN": TOKEN, "HOICHAN_RECORDING__POLICY": "always"})
     try:
         cluster.add_signaling()
         cluster.add_signaling()
@@ -95,9 +96,25 @@ async def test_one_room_from_two_signaling_processes_and_a_node_killed(cluster: 
         assert before[0] > 10 and before[1] > 10
         assert (await metrics(cluster.nodes[other]))["hoichan_media_participants"] == 2
         assert not [e for e in a.errors + b.errors if e.get("code") != "media-failed"], a.errors + b.errors
+        # the recording goes on: same id, new segments written by the surviving node
+        recording = a.recording["recordingId"]
+        assert a.recording["active"] and recording and b.recording["recordingId"] == recording
+        await asyncio.sleep(1.5)
     finally:
         await asyncio.gather(a.leave(), b.leave())
     await wait_for(lambda: cluster.node_of("ward-7") is None, 10)  # an empty room's placement is released
+    manifest = json.loads((cluster.tmp / "recordings" / recording / "manifest.json").read_text())
+    assert manifest["state"] == "complete" and manifest["node_id"] == other
+    assert [(r["node_id"], r["after"]) for r in manifest["resumed"]] == [(other, home)]
+    tracks = {(t["participant_id"], t["kind"], t["segment"]): t for t in manifest["tracks"]}
+    assert sorted(tracks) == sorted((p.id, kind, n) for p in (a, b) for kind in ("audio", "video") for n in (1, 2))
+    for (participant_id, kind, segment), track in tracks.items():
+        assert track["sha256"] and track["size"] > 0  # the dead node's files were closed by the survivor
+        assert track["complete"] is (segment == 2), track
+        if segment == 2:  # one timeline across both nodes: the second segment starts after the first one ends
+            first = tracks[(participant_id, kind, 1)]
+            # (a file cut before its first one-second cluster was flushed has no duration)
+            assert track["start_offset"] >= first["start_offset"] + (first["duration"] or 0) - 0.3, (first, track)
 
 
 async def test_json_logs_carry_room_and_participant_ids(cluster: Cluster) -> None:
