@@ -23,6 +23,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from .link_emulator import LinkEmulator
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,9 +92,11 @@ class Participant:
         record: bool | None = None,
         token: str | None = None,
         video_codec: str | None = None,
+        emulator: LinkEmulator | None = None,
     ) -> None:
         """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest.
-        ``video_codec``: accept only this video codec (e.g. ``video/H264``), as a device without VP8 would."""
+        ``video_codec``: accept only this video codec (e.g. ``video/H264``), as a device without VP8 would.
+        ``emulator``: send all media through this emulated link (its impairments apply to every packet)."""
         self.url = url
         self.room = room
         self.name = name
@@ -103,6 +107,7 @@ class Participant:
         self.recording: dict[str, Any] = {}
         self.token = token
         self.video_codec = video_codec
+        self.emulator = emulator
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -181,8 +186,10 @@ class Participant:
         if self.pc is None:
             self.pc = self._new_pc()
         self._track_map = data["tracks"]
-        sdp = data["sdp"] if self.video_codec is None else keep_video_codec(data["sdp"], self.video_codec)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        offer = data["sdp"] if self.video_codec is None else keep_video_codec(data["sdp"], self.video_codec)
+        if self.emulator is not None:
+            offer = self.emulator.rewrite_server_sdp(offer)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid in self._track_map or transceiver.sender.track is not None:
                 continue
@@ -192,12 +199,16 @@ class Participant:
                 transceiver.direction = "sendonly"
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        await self.sio.emit("answer", {"sdp": self.pc.localDescription.sdp})
+        local = self.pc.localDescription.sdp
+        if self.emulator is not None:
+            local = self.emulator.strip_candidates(local)
+        await self.sio.emit("answer", {"sdp": local})
         self._negotiated.set()
 
     async def _on_answer(self, data: dict[str, Any]) -> None:
         if self.pc is not None:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+            sdp = data["sdp"] if self.emulator is None else self.emulator.rewrite_server_sdp(data["sdp"])
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def _on_peer_joined(self, data: dict[str, Any]) -> None:
         self.peers[data["id"]] = data

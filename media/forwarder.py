@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpRrPacket, RtpPacket
 
 from . import hooks
 from .rtp import (
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 512  # packets kept per producer to answer consumers' NACKs (≈ 5 s of 600 kbit/s video)
 PLI_INTERVAL = 0.5  # at most one keyframe request upstream per producer per interval
 KEYFRAME_RETRY = 1.0  # a consumer still waiting for a keyframe asks again after this long
+LOSS_FRESH = 5.0  # seconds a subscriber's receiver report counts towards what its publisher is told
 
 
 def codec_key(codec: Any) -> str:
@@ -77,6 +78,7 @@ class Producer:
         self.epoch += 1
         receiver = transceiver.receiver
         hooks.tap_receiver(receiver, lambda packet: self._on_packet(receiver, packet))
+        hooks.rewrite_receiver_rtcp(receiver, self._upstream_rtcp)
 
     def negotiated(self, transceiver: RTCRtpTransceiver) -> None:
         """Learn the payload types the upstream negotiated (after each offer/answer)."""
@@ -95,6 +97,23 @@ class Producer:
         if packet is not None and packet.sequence_number == sequence_number:
             return packet
         return None
+
+    def downstream_loss(self) -> int:
+        """The worst loss (8-bit fraction) any subscriber reported for this track in the last ``LOSS_FRESH`` s."""
+        since = time.monotonic() - LOSS_FRESH
+        return max((c.feedback.fraction_lost for c in self.consumers if c.feedback.report_at >= since), default=0)
+
+    def _upstream_rtcp(self, packet: Any) -> Any:
+        """Report the worst of the uplink's and the subscribers' audio loss to the publisher.
+
+        An Opus encoder adds in-band FEC according to the loss its receiver reports (browsers read the report's
+        fraction lost); a relay that reported only its own uplink would leave a lossy subscriber unprotected.
+        """
+        if self.kind == "audio" and isinstance(packet, RtcpRrPacket):
+            worst = self.downstream_loss()
+            for report in packet.reports:
+                report.fraction_lost = max(report.fraction_lost, worst)
+        return packet
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, coalescing bursts of requests from many consumers."""
@@ -147,6 +166,7 @@ class Consumer:
         self.packets_sent = 0
         self._transport: RTCDtlsTransport = transceiver.sender.transport
         self._report = hooks.SenderReportState(self.sender)
+        self.feedback = hooks.watch_feedback(self.sender)  # the subscriber's REMB and loss for this stream
         self._ssrc = self.sender._ssrc
         self._rtx_ssrc = hooks.rtx_ssrc(self.sender)
         self._payload_types: dict[str, int] = {}

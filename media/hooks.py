@@ -13,18 +13,22 @@ import random
 import time
 import types
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice
 import aioice.ice
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import codecs as aiortc_codecs
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
     RtpPacket,
     unpack_remb_fci,
 )
@@ -262,24 +266,32 @@ def uplink_estimate_bps(receiver: RTCRtpReceiver) -> int | None:
     return int(control.current_bitrate)
 
 
-class RembWatch:
-    """The last REMB a sender's remote end sent about this sender's stream (bit/s), and when (monotonic)."""
+class FeedbackWatch:
+    """What a sender's remote end last said about this sender's stream: its REMB and its receiver-report loss.
 
-    __slots__ = ("at", "bitrate")
+    ``remb`` (bit/s) covers the SSRCs in ``remb_ssrcs``: a browser sends one REMB for everything it receives, an
+    aiortc peer one per video stream, so a sum over senders must count each REMB once (see ``remb_total``).
+    ``fraction_lost`` is the raw 8-bit value of the last report (divide by 256); times are monotonic seconds.
+    """
+
+    __slots__ = ("fraction_lost", "remb", "remb_at", "remb_ssrcs", "report_at")
 
     def __init__(self) -> None:
-        self.bitrate: int | None = None
-        self.at = 0.0
+        self.remb: int | None = None
+        self.remb_ssrcs: tuple[int, ...] = ()
+        self.remb_at = 0.0
+        self.fraction_lost = 0
+        self.report_at = 0.0
 
 
-def watch_remb(sender: RTCRtpSender) -> RembWatch:
-    """Note every REMB that reaches ``sender`` (RTCP only, about one a second; RTP never passes here)."""
+def watch_feedback(sender: RTCRtpSender) -> FeedbackWatch:
+    """Note every REMB and receiver report that reaches ``sender`` (RTCP only, about one a second)."""
     if not hasattr(sender, "_handle_rtcp_packet"):
         raise IncompatibleAiortc("RTCRtpSender._handle_rtcp_packet is gone")
-    existing = sender.__dict__.get("_hoichan_remb")
-    if isinstance(existing, RembWatch):
+    existing = sender.__dict__.get("_hoichan_feedback")
+    if isinstance(existing, FeedbackWatch):
         return existing
-    watch = RembWatch()
+    watch = FeedbackWatch()
     handle = sender._handle_rtcp_packet
 
     async def handle_and_watch(packet: Any) -> None:
@@ -290,12 +302,87 @@ def watch_remb(sender: RTCRtpSender) -> RembWatch:
                 pass
             else:
                 if sender._ssrc in ssrcs:
-                    watch.bitrate, watch.at = int(bitrate), time.monotonic()
+                    watch.remb, watch.remb_ssrcs, watch.remb_at = int(bitrate), tuple(ssrcs), time.monotonic()
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    watch.fraction_lost, watch.report_at = report.fraction_lost, time.monotonic()
         await handle(packet)
 
     sender._handle_rtcp_packet = handle_and_watch  # type: ignore[method-assign]
-    sender.__dict__["_hoichan_remb"] = watch
+    sender.__dict__["_hoichan_feedback"] = watch
     return watch
+
+
+@dataclass(frozen=True)
+class ReceivedStream:
+    """One incoming media stream's RTCP receiver statistics (RFC 3550 counters, interarrival jitter in ms)."""
+
+    ssrc: int
+    received: int
+    lost: int
+    jitter_ms: float
+
+
+def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
+    """The statistics of the media streams a receiver gets, retransmission (RTX) streams left out.
+
+    ``getStats()`` has one ``inbound-rtp`` entry per receiver, the last SSRC's: once one retransmission arrived
+    that is the RTX stream's, whose loss counts only lost retransmissions and whose jitter freezes when
+    retransmissions stop. The media stream's own counters are the network's loss before repair.
+    """
+    for name in ("_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__rtx_ssrc"):
+        if not hasattr(receiver, name):
+            raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
+    streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    rtx = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    return [
+        ReceivedStream(ssrc, stream.packets_received, stream.packets_lost, stream.jitter / stream._clockrate * 1000)
+        for ssrc, stream in list(streams.items())
+        if ssrc not in rtx
+    ]
+
+
+def remb_total(watches: list[FeedbackWatch], since: float) -> int | None:
+    """The sum of the distinct REMBs newer than ``since`` among ``watches`` (None when there is none)."""
+    latest: dict[tuple[int, ...], int] = {}
+    for watch in watches:
+        if watch.remb is not None and watch.remb_at >= since:
+            latest[watch.remb_ssrcs] = watch.remb
+    return sum(latest.values()) if latest else None
+
+
+RtcpRewrite = Callable[[Any], Any]
+
+
+def rewrite_receiver_rtcp(receiver: RTCRtpReceiver, rewrite: RtcpRewrite) -> None:
+    """Pass every RTCP packet a receiver sends upstream (reports, NACK, PLI, REMB) through ``rewrite`` first.
+
+    The relay uses it to tell a publisher about its subscribers (the worst audio loss downstream, so that the
+    publisher's Opus encoder adds FEC) and to cap the REMB it sends. ``rewrite`` returns the packet to send.
+    """
+    if not hasattr(receiver, "_send_rtcp"):
+        raise IncompatibleAiortc("RTCRtpReceiver._send_rtcp is gone")
+    send = receiver._send_rtcp
+
+    async def rewrite_and_send(packet: Any) -> None:
+        await send(rewrite(packet))
+
+    receiver._send_rtcp = rewrite_and_send  # type: ignore[method-assign]
+
+
+OPUS_PARAMETERS = {"minptime": 10, "useinbandfec": 1, "usedtx": 1}
+
+
+def negotiate_opus_fec_dtx() -> None:
+    """Offer and answer Opus with in-band FEC and DTX (RFC 7587 fmtp): browsers then protect speech against loss
+    and send almost nothing in silence. aiortc's Opus has no fmtp parameters and no option to add them.
+    """
+    for codec in aiortc_codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters = dict(OPUS_PARAMETERS)
+            return
+    raise IncompatibleAiortc("aiortc offers no Opus codec")
 
 
 def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:

@@ -48,6 +48,7 @@ class LocalMediaService:
         recordings: Path | None = None,
     ) -> None:
         hooks.check_versions()
+        hooks.negotiate_opus_fec_dtx()
         hooks.restrict_host_addresses(host_addresses)
         if udp_ports is not None:
             hooks.restrict_udp_ports(*udp_ports)

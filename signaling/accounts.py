@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -302,11 +302,19 @@ def load_accounts_file(path: Path) -> list[AccountEntry]:
     return entries
 
 
-def open_accounts(config: Config) -> AccountStore:
-    """The account store of this configuration, with the accounts file (if any) merged in."""
+def open_accounts(config: Config, vet: Callable[[Account], list[str]] | None = None) -> AccountStore:
+    """The account store of this configuration, with the accounts file (if any) merged in.
+
+    ``vet`` names what is wrong with an account beyond its own fields (a facility the directory does not list);
+    any problem in the file refuses the whole file before the store changes (``ConfigError``).
+    """
     store = AccountStore(connect(config.store.path))
     if config.auth.accounts_file is not None:
-        store.merge(load_accounts_file(config.auth.accounts_file))
+        entries = load_accounts_file(config.auth.accounts_file)
+        problems = [problem for entry in entries for problem in (vet(entry.account()) if vet else [])]
+        if problems:
+            raise ConfigError("auth.accounts_file", f"{config.auth.accounts_file}: {problems[0]}")
+        store.merge(entries)
     return store
 
 

@@ -5,9 +5,12 @@ Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.p
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +25,30 @@ from media.router import Notify
 from media.service import LocalMediaService, MediaService
 from media.workers import WorkerPool
 
-from . import __version__
+from . import __version__, consults_api, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
-from .config import Config
-from .events import SignalingEvents
+from .config import Config, ConfigError
+from .consult_log import ConsultLog
+from .dispatch import Dispatcher
+from .directory import Directory, DirectoryError, DirectorySource, account_problems
+from .events import SignalingEvents, account_room
+from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
+from .presence import Presence
 from .recordings import api as recordings
+from . import link_history_api
+from .link_history import LinkHistory
+from .schedules import api as schedules_api
+from .schedules.scheduler import Scheduler
+from .schedules.store import ScheduleStore
+from .sharing import api as sharing_api
+from .sharing.files import SharedFiles
+from .sharing.record import SharedRecord
+from .sharing.service import Sharing
+from .store import connect
 from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
@@ -97,10 +115,22 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
-def build_authenticator(config: Config) -> TokenAuthenticator:
-    """Accounts (with the accounts file merged in), the token key and the guest policy of this configuration."""
+def build_authenticator(config: Config, directory: Directory | None = None) -> TokenAuthenticator:
+    """Accounts (with the accounts file merged in), the token key and the guest policy of this configuration.
+
+    With ``directory``, an accounts file naming a facility or specialty it does not list is refused.
+    """
     tokens = TokenIssuer(load_secret(config), datetime.timedelta(minutes=config.auth.token_ttl_minutes))
-    return TokenAuthenticator(tokens, open_accounts(config), allow_guests=config.auth.allow_guests)
+    vet = (lambda account: account_problems(directory, [account])) if directory is not None else None
+    return TokenAuthenticator(tokens, open_accounts(config, vet), allow_guests=config.auth.allow_guests)
+
+
+def open_directory(config: Config) -> DirectorySource:
+    """The directory in force at start; a file that fails its checks stops the start (``ConfigError``)."""
+    try:
+        return DirectorySource(config.directory.file)
+    except DirectoryError as exc:
+        raise ConfigError("directory.file", str(exc)) from None
 
 
 @public
@@ -145,10 +175,14 @@ async def login_page(request: web.Request) -> web.FileResponse:
 
 
 def create_app(config: Config) -> web.Application:
-    """Raises ``ConfigError`` for a bad accounts file or an unusable token key."""
-    auth = build_authenticator(config)
+    """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
+    directory = open_directory(config)
+    auth = build_authenticator(config, directory.current)
+    for problem in account_problems(directory.current, auth.accounts.all()):  # made with the CLI before an edit
+        logger.warning("%s", problem)
     app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
     app[AUTHENTICATOR] = auth
+    app[directory_api.DIRECTORY] = directory
     app[THROTTLE] = LoginThrottle()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
@@ -188,6 +222,14 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENTS] = events
     app[MEDIA] = media
+    sharing = Sharing(
+        SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
+    )
+    scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
+
+    link_history = LinkHistory(connect(config.store.path))
+    events.link_listeners.append(link_history.add)
+    events.room_closed_listeners.append(link_history.room_closed)
     metrics.gauge("hoichan_signaling_rooms", "Rooms with at least one participant on this signaling process",
                   lambda: float(len(events.registry.rooms)))
     metrics.gauge("hoichan_signaling_participants", "Participants in a room on this signaling process",
@@ -196,6 +238,20 @@ def create_app(config: Config) -> web.Application:
         add_media_gauges(metrics, media.stats, links, lambda: cpu.sample(media_pids(media.stats())))
     else:
         add_cluster_gauges(metrics, cluster, links)
+
+    async def send(usernames: list[str], event: str, payload: dict[str, Any]) -> None:
+        await sio.emit(event, payload, to=[account_room(name) for name in usernames])
+
+    db = connect(config.store.path)
+    dispatcher = Dispatcher(
+        lambda: directory.current,
+        Presence(db),
+        ConsultLog(db, datetime.datetime.now(datetime.UTC)),
+        auth.accounts,
+        send,
+        config.dispatch,
+    )
+    app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
 
     async def start_media(app: web.Application) -> None:
         if cluster is not None:
@@ -208,6 +264,22 @@ def create_app(config: Config) -> web.Application:
                            recording_id)
         if isinstance(media, WorkerPool):
             await media.start()
+        await link_history.start()
+
+    async def watch_directory(app: web.Application) -> AsyncIterator[None]:
+        task = None
+        if config.directory.reload_seconds > 0:
+            task = asyncio.create_task(directory.watch(config.directory.reload_seconds))
+        yield
+        if task is not None:
+            task.cancel()
+
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.ensure_future(scheduler.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
@@ -215,15 +287,23 @@ def create_app(config: Config) -> web.Application:
             await cluster.close()
         else:
             await media.close()
+        await link_history.close()
 
     app.on_startup.append(start_media)
+    app.cleanup_ctx.append(run_scheduler)
     app.on_shutdown.append(close_media)
+    app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
     add_metrics_route(app, config, metrics)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
+    directory_api.add_routes(app)
+    consults_api.add_routes(app)
     recordings.add_routes(app, config)
+    sharing_api.add_routes(app, sharing)
+    link_history_api.add_routes(app, link_history)
+    schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from .accounts import (
     MAX_PASSWORD_LENGTH,
+    Account,
     MIN_PASSWORD_LENGTH,
     ROLES,
     AccountFields,
@@ -24,7 +26,8 @@ from .accounts import (
     hash_password,
     open_accounts,
 )
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
+from .directory import DirectoryError, account_problems, load_directory
 
 __all__ = ["add_parser", "run"]
 
@@ -66,10 +69,14 @@ class _Refused(Exception):
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # ConfigError is reported by the caller
-    store = open_accounts(config)
+    try:
+        directory = load_directory(config.directory.file)
+    except DirectoryError as exc:
+        raise ConfigError("directory.file", str(exc)) from None
+    store = open_accounts(config, lambda account: account_problems(directory, [account]))
     try:
         if args.action == "add":
-            _add(args, config, store)
+            _add(args, store, lambda account: account_problems(directory, [account]))
         elif args.action == "list":
             _list(config, store)
         elif args.action == "passwd":
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(args: argparse.Namespace, config: Config, store: AccountStore) -> None:
+def _add(args: argparse.Namespace, store: AccountStore, vet: Callable[[Account], list[str]]) -> None:
     try:
         fields = AccountFields(
             username=args.username,
@@ -95,6 +102,9 @@ def _add(args: argparse.Namespace, config: Config, store: AccountStore) -> None:
         raise _Refused(describe_error(exc)) from None
     if store.get(fields.username) is not None:
         raise _Refused(f"{fields.username} already exists (use `hoichan user passwd` to change its password)")
+    problems = vet(fields.account())
+    if problems:  # the directory (directory.file) lists every facility and specialty an account may name
+        raise _Refused(problems[0].removeprefix(f"account {fields.username}: "))
     if not store.add(fields.account(), hash_password(_read_password(args.password_stdin))):
         raise _Refused(f"{fields.username} already exists")
     print(f"added {fields.role} {fields.username} ({fields.display_name}, {fields.facility})")

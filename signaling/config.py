@@ -22,10 +22,12 @@ import json
 import os
 import re
 import types
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -45,12 +47,17 @@ __all__ = [
     "ClusterConfig",
     "Config",
     "ConfigError",
+    "DirectoryConfig",
+    "DispatchConfig",
     "IceServer",
     "LoggingConfig",
     "MediaConfig",
     "MetricsConfig",
     "RecordingConfig",
+    "RingSeconds",
+    "SchedulerConfig",
     "ServerConfig",
+    "SharingConfig",
     "StoreConfig",
     "TlsConfig",
     "load_config",
@@ -378,6 +385,79 @@ class AuthConfig(_Section):
         return None if value is None else value.strip()
 
 
+class SharingConfig(_Section):
+    """What participants share in a room (medical images, vitals, annotations), kept with the consult record."""
+
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+    """Largest image upload accepted, in bytes; a phone photo of an X-ray or a wound is 1-6 MB."""
+    max_image_pixels: int = Field(default=50_000_000, ge=1_000_000, le=80_000_000)
+    """Largest image accepted, in pixels (width × height): a small file that decodes to a huge bitmap is refused."""
+    annotation_rate: float = Field(default=15.0, gt=0, le=1000)
+    """Annotation events (pointer moves, pins, strokes) one participant may send per second, on average."""
+    annotation_burst: int = Field(default=30, ge=1, le=10_000)
+    """How many annotation events one participant may send at once before the rate applies."""
+
+
+_SAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "directory.yaml"
+
+
+class DirectoryConfig(_Section):
+    """Where the directory (facilities, connection points, specialties, partnerships) comes from."""
+
+    file: Annotated[Path, AfterValidator(_existing_file)] = _SAMPLE_DIRECTORY
+    """YAML file the operator edits; the default is the sample shipped with Hoichan."""
+    reload_seconds: float = Field(default=2.0, ge=0, le=3600)
+    """How often the file is checked for changes; 0 = only on ``POST /api/directory/reload``."""
+
+
+class RingSeconds(_Section):
+    """How long each wave of a consult rings before it escalates, by urgency."""
+
+    routine: float = Field(default=180.0, gt=0, le=3600)
+    urgent: float = Field(default=60.0, gt=0, le=3600)
+    emergency: float = Field(default=30.0, gt=0, le=3600)
+
+
+class DispatchConfig(_Section):
+    """How a consult request rings central doctors: partners first, then every central hospital with the specialty."""
+
+    ring_seconds: RingSeconds = Field(default_factory=RingSeconds)
+    partners_per_wave: int = Field(default=2, ge=1, le=32)
+    """Partner hospitals rung together in one wave, in the directory's order."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """IANA time zone of the consult log's days (statistics by day, date ranges, CSV)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known IANA time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value.strip()
+
+
+class SchedulerConfig(_Section):
+    """Scheduled sessions: weekly slots and one-off sessions that open a room and notify their parties."""
+
+    tick_seconds: float = Field(default=5.0, ge=0.1, le=300)
+    """How often the scheduler looks for sessions due to open; a session opens at most this late."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """Time zone of a schedule's weekday and time when the admin does not name one (IANA name)."""
+    upcoming_days: int = Field(default=14, ge=1, le=90)
+    """How far ahead the list of upcoming sessions looks."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value
+
+
 class LoggingConfig(_Section):
     """Log verbosity and shape."""
 
@@ -471,6 +551,10 @@ class Config(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    sharing: SharingConfig = Field(default_factory=SharingConfig)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

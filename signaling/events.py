@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import socketio
 from pydantic import ValidationError
@@ -34,6 +34,17 @@ M = TypeVar("M", bound=schemas.Message)
 def account_room(user_id: str) -> str:
     """The socket.io room holding every connection of one account."""
     return f"account:{user_id}"
+
+
+class RoomGate(Protocol):
+    """Who may enter a room, and who is told when people come and go (consult rooms: ``lobby_events.py``)."""
+
+    def admit(self, identity: Identity, room_id: str) -> None:
+        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``."""
+
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+
+    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
 
 
 class SignalingError(Exception):
@@ -75,6 +86,16 @@ class SignalingEvents:
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self.join_listeners: list[Callable[[Participant], None]] = []
+        """Called with every new participant (not a resumed one), once it is in the room."""
+        self.link_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
+        """Called with every ``link-quality`` sample media reports about a participant."""
+        self.room_closed_listeners: list[Callable[[str], None]] = []
+        """Called with a room's id when its last participant has gone."""
+        self.join_checks: list[Callable[[Identity, str], None]] = []
+        """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
+        self.gates: list[RoomGate] = []
+        self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -124,6 +145,18 @@ class SignalingEvents:
 
         self.sio.on(event, dispatch)
 
+    def add_event(
+        self,
+        event: str,
+        schema: type[M],
+        handler: Callable[..., Awaitable[Any]],
+        *,
+        roles: frozenset[str],
+        needs_participant: bool = True,
+    ) -> None:
+        """For other modules (sharing, schedules): an event under the same role, schema and ordering rules."""
+        self._route(event, schema, handler, roles=roles, needs_participant=needs_participant)
+
     def _parse(self, schema: type[M], data: Any) -> M:
         if data is None:
             data = {}
@@ -157,10 +190,20 @@ class SignalingEvents:
         elif event == "recording-state":
             self.recording.media_reported(participant.room_id, payload)
         elif event == "link-quality":  # about this participant, for everyone in its room
+            for link_listener in self.link_listeners:
+                link_listener(participant, payload)
             await self._to_room(participant.room_id, event, payload)
             return
         if participant.sid is not None:
             await self.sio.emit(event, payload, to=participant.sid)
+
+    async def to_room(
+        self, room_id: str, event: str, payload: dict[str, Any], exclude: Participant | None = None
+    ) -> None:
+        """Send ``event`` to every connected participant of ``room_id`` (but ``exclude``)."""
+        for member in self.registry.members(room_id):
+            if member is not exclude and member.sid is not None:
+                await self.sio.emit(event, payload, to=member.sid)
 
     async def _to_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
         for member in self.registry.members(room_id):
@@ -189,7 +232,13 @@ class SignalingEvents:
         """Send ``event`` to every connection signed in as ``user_id`` (none connected: nothing happens)."""
         await self.sio.emit(event, payload, to=account_room(user_id))
 
+    def identity(self, sid: str) -> Identity | None:
+        """Who this connection signed in as (None once it has closed)."""
+        return self._identities.get(sid)
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        for hook in self.disconnect_hooks:
+            await hook(sid)
         self._identities.pop(sid, None)
         self._locks.pop(sid, None)
         participant = self.registry.detach(sid)
@@ -208,12 +257,17 @@ class SignalingEvents:
 
     async def _remove(self, participant: Participant) -> None:
         self.registry.remove(participant)
+        remaining = [p.identity for p in self.registry.members(participant.room_id)]
+        for gate in self.gates:
+            gate.left(participant.room_id, participant.identity, remaining)
         timer = self._expiry.pop(participant.id, None)
         if timer is not None:
             timer.cancel()
         await self._broadcast(participant, "peer-left", {"id": participant.id})
         if not self.registry.members(participant.room_id):
             self.recording.closed(participant.room_id)
+            for closed_listener in self.room_closed_listeners:
+                closed_listener(participant.room_id)
         await self.media.leave(participant.id)
 
     # -- events -------------------------------------------------------------------------------------------
@@ -230,6 +284,10 @@ class SignalingEvents:
             name, facility = message.name, message.facility
         else:  # a signed-in participant is who the account says, whatever the message claims
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
+        for check in self.join_checks:
+            check(identity, message.room)
+        for gate in self.gates:
+            gate.admit(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
@@ -237,7 +295,12 @@ class SignalingEvents:
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
-        peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
+        for listener in self.join_listeners:
+            listener(participant)
+        members = self.registry.members(message.room)
+        for gate in self.gates:
+            gate.joined(message.room, identity, [p.identity for p in members])
+        peers = [p.public() for p in members if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
         logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,

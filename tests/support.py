@@ -37,7 +37,7 @@ hooks.restrict_host_addresses(["127.0.0.1"])
 SECRET = "test-secret-for-hoichan-tests-only-0123456789"
 PASSWORD = "mat-khau-thu-nghiem"
 ACCOUNTS: dict[str, dict[str, Any]] = {
-    "admin": {"username": "quantri", "display_name": "Quản trị viên", "role": "admin", "facility": "so-y-te"},
+    "admin": {"username": "quantri", "display_name": "Quản trị viên", "role": "admin", "facility": "so-y-te-lai-chau"},
     "technician": {
         "username": "ktv.lan",
         "display_name": "KTV. Lò Thị Lan",
@@ -56,6 +56,48 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
         "role": "doctor",
         "facility": "bv-bach-mai",
         "specialties": ["tim-mach"],
+    },
+    # For dispatch: central doctors in each wave of a cardiology call from Mường Tè (partners Bạch Mai and Việt Đức,
+    # then Thái Nguyên and E, then every other hospital), one of another specialty, and another district's staff.
+    "specialist2": {
+        "username": "bs.hoa",
+        "display_name": "BS. Trần Thị Hoa",
+        "role": "doctor",
+        "facility": "bv-bach-mai",
+        "specialties": ["tim-mach", "noi-khoa"],
+    },
+    "thainguyen": {
+        "username": "bs.nam",
+        "display_name": "BS. Hoàng Văn Nam",
+        "role": "doctor",
+        "facility": "bv-tw-thai-nguyen",
+        "specialties": ["tim-mach"],
+    },
+    "choray": {
+        "username": "ts.lan",
+        "display_name": "TS. Nguyễn Thị Lan",
+        "role": "doctor",
+        "facility": "bv-cho-ray",
+        "specialties": ["tim-mach"],
+    },
+    "pediatrician": {
+        "username": "bs.ha",
+        "display_name": "BS. Phạm Thu Hà",
+        "role": "doctor",
+        "facility": "bv-nhi-tw",
+        "specialties": ["nhi"],
+    },
+    "other_doctor": {
+        "username": "bs.sin",
+        "display_name": "BS. Lò Văn Sìn",
+        "role": "doctor",
+        "facility": "ttyt-sin-ho",
+    },
+    "other_technician": {
+        "username": "ktv.sin",
+        "display_name": "KTV. Tẩn Thị Mai",
+        "role": "technician",
+        "facility": "ttyt-sin-ho",
     },
 }
 

@@ -160,7 +160,7 @@ async def test_sender_reports_wait_for_the_first_packet_and_stop_cleanly() -> No
 
 
 async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
-    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, pack_remb_fci
 
     pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     try:
@@ -174,17 +174,98 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         estimator.rate_control.current_bitrate = 640_000
         assert hooks.uplink_estimate_bps(video.receiver) == 640_000
 
-        watch = hooks.watch_remb(consumer.sender)
-        assert hooks.watch_remb(consumer.sender) is watch  # installed once
-        assert watch.bitrate is None
+        watch = hooks.watch_feedback(consumer.sender)
+        assert hooks.watch_feedback(consumer.sender) is watch  # installed once
+        assert watch.remb is None
         ssrc = consumer.sender._ssrc
         other = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(100_000, [ssrc + 1]))
         await consumer.sender._handle_rtcp_packet(other)
-        assert watch.bitrate is None  # about another stream
-        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc]))
+        assert watch.remb is None  # about another stream
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc, 7]))
         await consumer.sender._handle_rtcp_packet(remb)
-        assert watch.bitrate == 300_000 and watch.at > 0
+        assert watch.remb == 300_000 and watch.remb_at > 0 and watch.remb_ssrcs == (ssrc, 7)
+        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=51, packets_lost=3, highest_sequence=100, jitter=0,
+                                  lsr=0, dlsr=0)
+        await consumer.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert watch.fraction_lost == 51 and watch.report_at > 0
+
+        # a browser's one REMB for all its streams counts once; aiortc's per-stream REMBs add up
+        more = hooks.FeedbackWatch()
+        more.remb, more.remb_ssrcs, more.remb_at = 300_000, (ssrc, 7), watch.remb_at
+        assert hooks.remb_total([watch, more], since=0) == 300_000
+        more.remb_ssrcs = (7,)
+        assert hooks.remb_total([watch, more], since=0) == 600_000
+        assert hooks.remb_total([watch, more], since=watch.remb_at + 1) is None  # stale
 
         assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
     finally:
         await pc.close()
+
+
+async def test_received_streams_leave_out_the_retransmission_stream() -> None:
+    from aiortc.rtp import RtpPacket, wrap_rtx
+    from support import PatternVideoTrack
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        sender = a.addTransceiver(PatternVideoTrack(160, 120), direction="sendonly").sender
+        await negotiate(a, b)
+        receiver = b.getReceivers()[0]
+        for _ in range(100):
+            if hooks.received_streams(receiver) and hooks.received_streams(receiver)[0].received > 10:
+                break
+            await asyncio.sleep(0.05)
+        [media] = hooks.received_streams(receiver)
+        assert media.ssrc == sender._ssrc and media.received > 10 and media.lost == 0 and media.jitter_ms >= 0
+
+        # one retransmission arrives: getStats() now reports the RTX stream instead of the media stream
+        rtx_pt = next(c.payloadType for c in hooks.negotiated_codecs(b.getTransceivers()[0]) if c.name == "rtx")
+        original = RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=sender._ssrc, payload=b"\x10\x00")
+        await receiver._handle_rtp_packet(wrap_rtx(original, rtx_pt, 7, sender._rtx_ssrc), 0)
+        inbound = [s for s in (await receiver.getStats()).values() if s.type == "inbound-rtp"]
+        assert [s.ssrc for s in inbound] == [sender._rtx_ssrc]
+        assert [s.ssrc for s in hooks.received_streams(receiver)] == [sender._ssrc]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_receiver_rtcp_passes_through_a_rewrite() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        sent: list[object] = []
+
+        async def capture(packet: object) -> None:
+            sent.append(packet)
+
+        audio.receiver._send_rtcp = capture  # type: ignore[method-assign]  # stands for the transport
+
+        def louder(packet: RtcpRrPacket) -> RtcpRrPacket:
+            for report in packet.reports:
+                report.fraction_lost = 128
+            return packet
+
+        hooks.rewrite_receiver_rtcp(audio.receiver, louder)  # type: ignore[arg-type]
+        report = RtcpReceiverInfo(ssrc=5, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0, lsr=0, dlsr=0)
+        await audio.receiver._send_rtcp(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert [p.reports[0].fraction_lost for p in sent] == [128]  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+def test_opus_is_negotiated_with_fec_and_dtx() -> None:
+    from aiortc import RTCRtpSender
+    from aiortc.codecs import CODECS
+
+    original = [dict(c.parameters) for c in CODECS["audio"]]
+    try:
+        hooks.negotiate_opus_fec_dtx()
+        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+        assert opus and opus[0].parameters == {"minptime": 10, "useinbandfec": 1, "usedtx": 1}
+    finally:
+        for codec, parameters in zip(CODECS["audio"], original, strict=True):
+            codec.parameters = parameters

@@ -212,7 +212,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     base = ["add", "bs.a", "--role", "doctor", "--name", "BS. A", "--password-stdin"]
     bad_facility = hoichan(tmp_path, *base, "--facility", "Bệnh viện A", stdin="mat-khau-dai-du\n")
     assert bad_facility.returncode == 1 and "facility: use letters without accents" in bad_facility.stderr
-    short = hoichan(tmp_path, *base, "--facility", "bv-a", stdin="ngan\n")
+    short = hoichan(tmp_path, *base, "--facility", "bv-bach-mai", stdin="ngan\n")
     assert short.returncode == 1 and "at least 8" not in short.stderr and "8 to 1024" in short.stderr
     bad_role = hoichan(tmp_path, "add", "x", "--role", "nurse", "--facility", "f", "--name", "X")
     assert bad_role.returncode == 2 and "invalid choice: 'nurse'" in bad_role.stderr
@@ -222,7 +222,7 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
 def test_cli_leaves_file_accounts_to_the_file(tmp_path: Path) -> None:
     accounts = write(
         tmp_path / "accounts.yaml",
-        "- {username: quantri, display_name: Quản trị, role: admin, facility: so-y-te, password: quantri-thu}\n",
+        "- {username: quantri, display_name: Quản trị, role: admin, facility: so-y-te-lai-chau, password: quantri-thu}\n",
     )
     config = write(tmp_path / "config.yaml", f"auth: {{accounts_file: {accounts}}}\n")
     listed = hoichan(tmp_path, "list", "--config", str(config))
