@@ -34,6 +34,8 @@ from .placement import Placement
 
 logger = logging.getLogger(__name__)
 
+ORPHAN_AFTER = 3  # node timeouts a signaling process's liveness key must stay missing before its media is ended
+
 # What signaling may ask of a node; ``params`` go to the ``MediaService`` method of the same name.
 METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
 
@@ -55,6 +57,8 @@ class MediaNode:
         self._placement = Placement(redis, keys, node_timeout)
         self._responder = Responder(redis, blocking, keys, node_id, self._run)
         self._interval = heartbeat_interval
+        self._node_timeout = node_timeout
+        self._origin_missing: dict[str, float] = {}  # inbox of a signaling process -> first seen without liveness
         self._pulse = Pulse(redis_url, keys.alive(node_id), self.incarnation, heartbeat_interval, node_timeout)
         self._observe = observe
         self._cpu = CpuMeter()
@@ -103,6 +107,7 @@ class MediaNode:
                 self.registered.set()
                 for room_id in lost:
                     await self._drop_room(room_id)
+                await self._drop_orphans()
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for room_id in self._recorded:
                         pipe.expire(self._keys.recording(room_id), self._placement.room_ttl)
@@ -112,7 +117,34 @@ class MediaNode:
                     logger.error("media node %s: heartbeat failed (%s); media in progress goes on", self.node_id,
                                  exc, extra=self._log())
                 failing = True
+                self._origin_missing.clear()  # a process is judged only on what a reachable Redis says
             await asyncio.sleep(self._interval)
+
+    async def _drop_orphans(self) -> None:
+        """End the media of participants whose signaling process died (SIGKILL): nobody can speak for them any
+        more, and their browsers rejoin through another process as new participants. A process counts as dead once
+        its liveness key has been missing for ``ORPHAN_AFTER`` node timeouts in a row, Redis answering throughout."""
+        origins = sorted(set(self._origin.values()))
+        if not origins:
+            self._origin_missing.clear()
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for inbox in origins:
+                pipe.exists(Keys.process_alive(inbox))
+            alive = await pipe.execute()
+        now = time.monotonic()
+        for inbox, present in zip(origins, alive):
+            if present:
+                self._origin_missing.pop(inbox, None)
+                continue
+            since = self._origin_missing.setdefault(inbox, now)
+            if now - since < ORPHAN_AFTER * self._node_timeout:
+                continue
+            self._origin_missing.pop(inbox, None)
+            for participant_id in [p for p, o in self._origin.items() if o == inbox]:
+                logger.warning("participant %s: its signaling process is gone; ending its media", participant_id,
+                               extra=self._log(self._room_of.get(participant_id), participant_id))
+                await self._leave(participant_id)
 
     async def _drop_room(self, room_id: str) -> None:
         """Redis placed this room on another node while this one was unreachable: its participants moved there."""

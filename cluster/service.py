@@ -28,6 +28,8 @@ from .placement import Placement
 
 logger = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 3.0  # seconds a stopping signaling process spends ending its participants' media on the nodes
+
 
 @dataclass
 class _Seat:
@@ -42,6 +44,7 @@ class ClusterMediaService:
     def __init__(self, redis: Redis, blocking: Redis, keys: Keys, process_id: str, notify: Notify,
                  node_timeout: float, request_timeout: float, check_interval: float) -> None:
         self._notify = notify
+        self._redis = redis
         self._placement = Placement(redis, keys, node_timeout)
         self._caller = Caller(redis, blocking, keys, process_id, request_timeout, notify)
         self._node_timeout = node_timeout
@@ -69,6 +72,8 @@ class ClusterMediaService:
         """Tell the participants of nodes that died (or restarted) to reconnect."""
         joined = {s.node_id for s in self._seats.values() if s.node_id is not None and not s.lost}
         try:
+            # this process's own liveness: nodes end the media of a signaling process that died
+            await self._redis.set(Keys.process_alive(self._caller.inbox), "1", px=int(self._node_timeout * 1000))
             incarnations = await self._placement.incarnations(sorted(joined))
             self.nodes_alive = len(await self._placement.live_nodes())
         except (RedisError, OSError):
@@ -184,6 +189,12 @@ class ClusterMediaService:
                 "redis": self._redis_ok_since is not None}
 
     async def close(self) -> None:
+        """End this process's media sessions on the nodes (best effort, a few seconds at most)."""
         if self._watcher is not None:
             self._watcher.cancel()
+        leaving = asyncio.gather(*(self.leave(p) for p in list(self._seats)), return_exceptions=True)
+        try:
+            await asyncio.wait_for(leaving, CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("some media sessions were not ended on their nodes; the nodes end them by themselves")
         await self._caller.close()
