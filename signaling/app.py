@@ -1,4 +1,4 @@
-"""The aiohttp application: static pages, REST API, socket.io endpoint, and the in-process media relay.
+"""The aiohttp application: static pages, REST API, socket.io endpoint, lobby and dispatch, and the media relay.
 
 Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.py``); tests fail on one that is neither.
 """
@@ -174,6 +174,18 @@ async def login_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "login.html")
 
 
+@public
+async def lobby_page(request: web.Request) -> web.FileResponse:
+    """Call a specialist (district side) or answer calls (central side); the page asks for a sign-in."""
+    return web.FileResponse(WEB_ROOT / "lobby.html")
+
+
+@public
+async def consults_page(request: web.Request) -> web.FileResponse:
+    """The consult log, and statistics for admins."""
+    return web.FileResponse(WEB_ROOT / "consults.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -306,6 +318,8 @@ def create_app(config: Config) -> web.Application:
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
+    app.router.add_get("/lobby", lobby_page)
+    app.router.add_get("/consults", consults_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

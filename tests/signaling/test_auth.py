@@ -95,6 +95,8 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/consults"): SIGNED_IN,
     ("GET", "/api/consults.csv"): ADMIN,
     ("GET", "/api/statistics"): ADMIN,
+    ("GET", "/lobby"): PUBLIC,
+    ("GET", "/consults"): PUBLIC,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
