@@ -23,6 +23,7 @@ from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
 from media.router import Notify
 from media.service import LocalMediaService, MediaService
+from media.settings import MediaSettings
 from media.workers import WorkerPool
 
 from . import __version__, consults_api, directory_api
@@ -66,6 +67,7 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
 def media_service(config: Config, notify: Notify) -> MediaService:
     """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
     media = config.media
+    settings = MediaSettings(simulcast=media.simulcast, downlink_start_kbps=media.downlink_start_kbps)
     ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
     workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
     if workers == 0:
@@ -75,6 +77,7 @@ def media_service(config: Config, notify: Notify) -> MediaService:
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,
             recordings=config.recording.directory,
+            settings=settings,
         )
     return WorkerPool(
         workers,
@@ -85,6 +88,7 @@ def media_service(config: Config, notify: Notify) -> MediaService:
         pin=media.pin_workers,
         recordings=config.recording.directory,
         log_level=config.logging.level,
+        settings=settings,
     )
 
 
