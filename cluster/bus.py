@@ -64,8 +64,12 @@ async def pop_forever(redis: Redis, key: str, handle: Handler, what: str) -> Non
         except ValueError:
             logger.error("%s: dropped a message that is not JSON", what)
             continue
-        if isinstance(message, dict):
+        if not isinstance(message, dict):
+            continue
+        try:
             await handle(message)
+        except Exception:  # one bad message must not stop the reader
+            logger.exception("%s: a message could not be handled", what)
 
 
 class Caller:

@@ -41,3 +41,8 @@ class Keys:
     def inbox(self, process_id: str) -> str:
         """List: replies and media notifications for one signaling process."""
         return f"{self.prefix}process:{process_id}:inbox"
+
+    @staticmethod
+    def process_alive(inbox: str) -> str:
+        """String with a TTL of ``cluster.node_timeout``, beside a signaling process's inbox: gone = process dead."""
+        return inbox.removesuffix(":inbox") + ":alive"

@@ -29,17 +29,21 @@ from media.workers import WorkerPool
 from .bus import Responder
 from .keys import Keys
 from .load import CpuMeter
+from .pulse import Pulse
 from .placement import Placement
 
 logger = logging.getLogger(__name__)
+
+ORPHAN_AFTER = 3  # node timeouts a signaling process's liveness key must stay missing before its media is ended
 
 # What signaling may ask of a node; ``params`` go to the ``MediaService`` method of the same name.
 METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
 
 
 class MediaNode:
-    def __init__(self, redis: Redis, blocking: Redis, keys: Keys, node_id: str, heartbeat_interval: float,
-                 node_timeout: float, media: Callable[[Notify], MediaService], observe: Notify | None = None) -> None:
+    def __init__(self, redis: Redis, blocking: Redis, redis_url: str, keys: Keys, node_id: str,
+                 heartbeat_interval: float, node_timeout: float, media: Callable[[Notify], MediaService],
+                 observe: Notify | None = None) -> None:
         """``media`` builds the service given the notify callback; ``observe`` sees every notification (metrics)."""
         self.node_id = node_id
         self.incarnation = secrets.token_hex(6)
@@ -53,6 +57,9 @@ class MediaNode:
         self._placement = Placement(redis, keys, node_timeout)
         self._responder = Responder(redis, blocking, keys, node_id, self._run)
         self._interval = heartbeat_interval
+        self._node_timeout = node_timeout
+        self._origin_missing: dict[str, float] = {}  # inbox of a signaling process -> first seen without liveness
+        self._pulse = Pulse(redis_url, keys.alive(node_id), self.incarnation, heartbeat_interval, node_timeout)
         self._observe = observe
         self._cpu = CpuMeter()
         self._heartbeats: asyncio.Task[None] | None = None
@@ -63,6 +70,7 @@ class MediaNode:
             await self.media.start()
         self._heartbeats = asyncio.ensure_future(self._beat_forever())
         self._responder.start()
+        self._pulse.start()
 
     def _log(self, room_id: str | None = None, participant_id: str | None = None) -> dict[str, Any]:
         extra: dict[str, Any] = {"node_id": self.node_id}
@@ -99,6 +107,7 @@ class MediaNode:
                 self.registered.set()
                 for room_id in lost:
                     await self._drop_room(room_id)
+                await self._drop_orphans()
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for room_id in self._recorded:
                         pipe.expire(self._keys.recording(room_id), self._placement.room_ttl)
@@ -108,7 +117,34 @@ class MediaNode:
                     logger.error("media node %s: heartbeat failed (%s); media in progress goes on", self.node_id,
                                  exc, extra=self._log())
                 failing = True
+                self._origin_missing.clear()  # a process is judged only on what a reachable Redis says
             await asyncio.sleep(self._interval)
+
+    async def _drop_orphans(self) -> None:
+        """End the media of participants whose signaling process died (SIGKILL): nobody can speak for them any
+        more, and their browsers rejoin through another process as new participants. A process counts as dead once
+        its liveness key has been missing for ``ORPHAN_AFTER`` node timeouts in a row, Redis answering throughout."""
+        origins = sorted(set(self._origin.values()))
+        if not origins:
+            self._origin_missing.clear()
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for inbox in origins:
+                pipe.exists(Keys.process_alive(inbox))
+            alive = await pipe.execute()
+        now = time.monotonic()
+        for inbox, present in zip(origins, alive):
+            if present:
+                self._origin_missing.pop(inbox, None)
+                continue
+            since = self._origin_missing.setdefault(inbox, now)
+            if now - since < ORPHAN_AFTER * self._node_timeout:
+                continue
+            self._origin_missing.pop(inbox, None)
+            for participant_id in [p for p, o in self._origin.items() if o == inbox]:
+                logger.warning("participant %s: its signaling process is gone; ending its media", participant_id,
+                               extra=self._log(self._room_of.get(participant_id), participant_id))
+                await self._leave(participant_id)
 
     async def _drop_room(self, room_id: str) -> None:
         """Redis placed this room on another node while this one was unreachable: its participants moved there."""
@@ -169,6 +205,11 @@ class MediaNode:
             await self._notify(participant_id, "recording-state", payload)
 
     async def _join(self, room_id: str, participant_id: str, info: dict[str, Any] | None) -> dict[str, str]:
+        if self._room_of.get(participant_id) == room_id:
+            # Signaling took this node for dead (a heartbeat came too late) while it was only slow: the participant
+            # is still here, so its rejoin is a restart of its peer connection.
+            await self.media.restart(participant_id)
+            return {"node": self.node_id, "incarnation": self.incarnation}
         record = None
         if room_id not in self.rooms:
             try:
@@ -232,6 +273,7 @@ class MediaNode:
         """A clean stop: drop out of Redis at once and send every participant to reconnect on another node."""
         if self._heartbeats is not None:
             self._heartbeats.cancel()
+        await asyncio.to_thread(self._pulse.stop)
         await self._responder.close()
         try:
             await self._placement.retire(self.node_id)

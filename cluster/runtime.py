@@ -35,7 +35,8 @@ class ClusterRuntime:
         self.node: MediaNode | None = None
         self.service: ClusterMediaService | None = None
         if media is not None:
-            self.node = MediaNode(self.redis, self.blocking, self.keys, cluster.node_id or default_node_id(),
+            self.node = MediaNode(self.redis, self.blocking, cluster.redis_url, self.keys,
+                                  cluster.node_id or default_node_id(),
                                   cluster.heartbeat_interval, cluster.node_timeout, media, observe)
         if notify is not None:
             self.service = ClusterMediaService(

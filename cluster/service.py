@@ -28,19 +28,23 @@ from .placement import Placement
 
 logger = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 3.0  # seconds a stopping signaling process spends ending its participants' media on the nodes
+
 
 @dataclass
 class _Seat:
     room_id: str
     info: dict[str, Any] = field(default_factory=dict)
     node_id: str | None = None
-    incarnation: str | None = None  # of the node it is joined on; None = not joined (its node died)
+    incarnation: str | None = None  # of the node it joined, once the node answered the join
+    lost: bool = False  # its node died: calls fail until a restart joins it again, on the room's new node
 
 
 class ClusterMediaService:
     def __init__(self, redis: Redis, blocking: Redis, keys: Keys, process_id: str, notify: Notify,
                  node_timeout: float, request_timeout: float, check_interval: float) -> None:
         self._notify = notify
+        self._redis = redis
         self._placement = Placement(redis, keys, node_timeout)
         self._caller = Caller(redis, blocking, keys, process_id, request_timeout, notify)
         self._node_timeout = node_timeout
@@ -66,8 +70,10 @@ class ClusterMediaService:
 
     async def check_nodes(self) -> None:
         """Tell the participants of nodes that died (or restarted) to reconnect."""
-        joined = {s.node_id for s in self._seats.values() if s.node_id is not None and s.incarnation is not None}
+        joined = {s.node_id for s in self._seats.values() if s.node_id is not None and not s.lost}
         try:
+            # this process's own liveness: nodes end the media of a signaling process that died
+            await self._redis.set(Keys.process_alive(self._caller.inbox), "1", px=int(self._node_timeout * 1000))
             incarnations = await self._placement.incarnations(sorted(joined))
             self.nodes_alive = len(await self._placement.live_nodes())
         except (RedisError, OSError):
@@ -82,13 +88,13 @@ class ClusterMediaService:
         if now - self._redis_ok_since < self._node_timeout:
             return  # just reconnected (Redis may have restarted): give nodes one timeout to register again
         for node_id, incarnation in incarnations.items():
-            seats = [(pid, s) for pid, s in self._seats.items()
-                     if s.node_id == node_id and s.incarnation is not None and s.incarnation != incarnation]
+            seats = [(pid, s) for pid, s in self._seats.items() if s.node_id == node_id and not s.lost
+                     and s.incarnation is not None and s.incarnation != incarnation]
             if seats:
-                logger.error("media node %s is gone; %d participant(s) reconnect elsewhere", node_id, len(seats),
-                             extra={"node_id": node_id})
+                logger.error("media node %s is gone (%s); %d participant(s) reconnect elsewhere", node_id,
+                             "restarted" if incarnation else "no heartbeat", len(seats), extra={"node_id": node_id})
             for participant_id, seat in seats:
-                seat.incarnation = None
+                seat.lost = True
                 logger.info("participant %s: media node lost", participant_id,
                             extra={"participant_id": participant_id, "room_id": seat.room_id, "node_id": node_id})
                 asyncio.ensure_future(self._notify(participant_id, "media-failed", {}))
@@ -104,7 +110,7 @@ class ClusterMediaService:
             if moved:
                 logger.warning("room %s placed again, on media node %s (its node died)", seat.room_id, node_id,
                                extra={"room_id": seat.room_id, "node_id": node_id})
-            seat.node_id = node_id
+            seat.node_id, seat.incarnation, seat.lost = node_id, None, False
             try:
                 joined = await self._caller.call(node_id, "join", room_id=seat.room_id,
                                                  participant_id=participant_id, info=seat.info)
@@ -131,14 +137,14 @@ class ClusterMediaService:
 
     async def restart(self, participant_id: str) -> None:
         seat = self._seat(participant_id)
-        if seat.incarnation is None:  # its node died: join the room's new node
+        if seat.lost:  # its node died: join the room's new node
             await self._join_on_node(participant_id, seat)
             return
         await self._call(participant_id, "restart")
 
     async def leave(self, participant_id: str) -> None:
         seat = self._seats.pop(participant_id, None)
-        if seat is None or seat.node_id is None or seat.incarnation is None:
+        if seat is None or seat.node_id is None or seat.lost:
             return
         try:
             await self._caller.call(seat.node_id, "leave", participant_id=participant_id)
@@ -148,7 +154,7 @@ class ClusterMediaService:
 
     async def _call(self, participant_id: str, method: str, **params: Any) -> Any:
         seat = self._seat(participant_id)
-        if seat.incarnation is None:
+        if seat.lost:
             raise MediaError("media-failed", "the media node of this room stopped; send restart-media")
         assert seat.node_id is not None
         return await self._caller.call(seat.node_id, method, participant_id=participant_id, **params)
@@ -183,6 +189,12 @@ class ClusterMediaService:
                 "redis": self._redis_ok_since is not None}
 
     async def close(self) -> None:
+        """End this process's media sessions on the nodes (best effort, a few seconds at most)."""
         if self._watcher is not None:
             self._watcher.cancel()
+        leaving = asyncio.gather(*(self.leave(p) for p in list(self._seats)), return_exceptions=True)
+        try:
+            await asyncio.wait_for(leaving, CLOSE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("some media sessions were not ended on their nodes; the nodes end them by themselves")
         await self._caller.close()

@@ -180,12 +180,46 @@ async def test_processes_of_role_all_are_signaling_and_media_nodes_at_once(tmp_p
         try:
             await a.join()
             await b.join()
-            await flowing(a, b)
+            try:
+                await flowing(a, b)
+            except AssertionError:
+                raise AssertionError(f"offers {a.offers}/{b.offers}, errors {a.errors} {b.errors}, "
+                                     f"pcs {a.pc and a.pc.connectionState}/{b.pc and b.pc.connectionState}") from None
             home = cluster.node_of("together")
             assert home in ("both-1", "both-2")
             served = await metrics(first if home == "both-1" else second)
             assert served["hoichan_media_participants"] == 2 and served["hoichan_signaling_participants"] == 1
         finally:
             await asyncio.gather(a.leave(), b.leave())
+    finally:
+        cluster.stop()
+
+
+async def test_the_media_of_a_dead_signaling_process_is_ended(tmp_path: Path) -> None:
+    """SIGKILL of a signaling process: nobody can speak for its participants any more, so their media on the node
+    ends (after 3 node timeouts); a clean stop ends it at once."""
+    cluster = Cluster(tmp_path, "redis://127.0.0.1:6379/0")
+    try:
+        stays, crashes, stops = cluster.add_signaling(), cluster.add_signaling(), cluster.add_signaling()
+        node = cluster.add_node("keeper")
+        await cluster.registered("keeper")
+        people = [Participant(server.url, "shared", name, tracks=[PatternVideoTrack()], consume=False)
+                  for server, name in ((stays, "s"), (crashes, "c"), (stops, "t"))]
+        for participant in people:
+            await participant.join()
+
+        async def on_node() -> int:
+            return int((await node.get("/healthz"))[1]["participants"])
+
+        assert await on_node() == 3
+        stops.stop()  # SIGTERM: its participant's media is ended before it exits
+        assert await on_node() == 2
+        crashes.kill()
+        started = time.monotonic()
+        while await on_node() != 1:
+            assert time.monotonic() - started < 15, "the dead process's participant is still on the node"
+            await asyncio.sleep(0.2)
+        assert time.monotonic() - started > 2 * 2  # not before its liveness has been missing a while
+        await people[0].leave()
     finally:
         cluster.stop()
