@@ -3,8 +3,9 @@
 Reads only what aiortc keeps anyway (``getStats`` of the participant's receivers and senders, the DTLS transport's
 byte counters, the ICE pair, the REMB estimates through ``hooks``): nothing on the per-packet path.
 
-* uplink (participant → server): ``inbound-rtp`` of its published receivers: loss from the deltas of
-  ``packetsLost``/``packetsReceived``, jitter in RTP clock units → ms;
+* uplink (participant → server): the RTCP receiver statistics of its published media streams (``hooks``:
+  ``getStats()`` would give the retransmission stream's once there is one): loss from the deltas of
+  lost/received, jitter;
 * downlink (server → participant): ``remote-inbound-rtp`` of its consumers' senders, i.e. the participant's own
   receiver reports: loss from the deltas of the cumulative counters, jitter → ms, ``roundTripTime`` (seconds,
   present only once a receiver report echoed one of our sender reports);
@@ -108,20 +109,17 @@ class LinkMeter:
         up_jitter: list[float] = []
         remb_up = 0
         for receiver in receivers:
-            for stats in (await receiver.getStats()).values():
-                if stats.type == "inbound-rtp":
-                    up[stats.ssrc] = _Counters(stats.packetsReceived, stats.packetsLost)
-                    up_jitter.append(stats.jitter / CLOCK_RATE.get(stats.kind, 90000) * 1000)
+            for stream in hooks.received_streams(receiver):
+                up[stream.ssrc] = _Counters(stream.received, stream.lost)
+                up_jitter.append(stream.jitter_ms)
             remb_up += hooks.uplink_estimate_bps(receiver) or 0
 
         down: dict[Any, _Counters] = {}
         down_jitter: list[float] = []
         rtts: list[float] = []
-        remb_down = 0
+        watches = []
         for sender in senders:
-            watch = hooks.watch_remb(sender)
-            if watch.bitrate is not None and now - watch.at < REMB_FRESH:
-                remb_down += watch.bitrate
+            watches.append(hooks.watch_feedback(sender))
             for stats in (await sender.getStats()).values():
                 if stats.type == "remote-inbound-rtp":
                     down[id(sender)] = _Counters(stats.packetsReceived, stats.packetsLost)
@@ -140,6 +138,7 @@ class LinkMeter:
         if not first and received == prev_received:  # not even RTCP from the participant: the link is gone
             return self._lost_sample(hooks.nominated_pair(dtls))
 
+        remb_down = hooks.remb_total(watches, since=now - REMB_FRESH) or 0
         rtt = sum(rtts) / len(rtts) if rtts else None
         jitters = up_jitter + down_jitter
         jitter = max(jitters) if jitters else None

@@ -6,6 +6,7 @@ Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
@@ -17,8 +18,12 @@ import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from cluster.load import CpuMeter
+from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
+from media.router import Notify
 from media.service import LocalMediaService, MediaService
+from media.settings import MediaSettings
 from media.workers import WorkerPool
 
 from . import __version__, consults_api, directory_api
@@ -31,9 +36,20 @@ from .directory import Directory, DirectoryError, DirectorySource, account_probl
 from .events import SignalingEvents, account_room
 from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
+from .metrics import AppMetrics, LinkStats, add_media_gauges
+from .metrics import add_route as add_metrics_route
 from .presence import Presence
-from .store import connect
 from .recordings import api as recordings
+from . import link_history_api
+from .link_history import LinkHistory
+from .schedules import api as schedules_api
+from .schedules.scheduler import Scheduler
+from .schedules.store import ScheduleStore
+from .sharing import api as sharing_api
+from .sharing.files import SharedFiles
+from .sharing.record import SharedRecord
+from .sharing.service import Sharing
+from .store import connect
 from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
@@ -48,9 +64,10 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
     return [server.as_rtc_dict() for server in config.media.ice_servers]
 
 
-def _media_service(config: Config, notify: Any) -> MediaService:
+def media_service(config: Config, notify: Notify) -> MediaService:
     """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
     media = config.media
+    settings = MediaSettings(simulcast=media.simulcast, downlink_start_kbps=media.downlink_start_kbps)
     ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
     workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
     if workers == 0:
@@ -60,6 +77,7 @@ def _media_service(config: Config, notify: Any) -> MediaService:
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,
             recordings=config.recording.directory,
+            settings=settings,
         )
     return WorkerPool(
         workers,
@@ -70,7 +88,26 @@ def _media_service(config: Config, notify: Any) -> MediaService:
         pin=media.pin_workers,
         recordings=config.recording.directory,
         log_level=config.logging.level,
+        settings=settings,
     )
+
+
+def media_pids(stats: dict[str, Any]) -> list[int]:
+    """This process and its media workers: where media's CPU goes."""
+    return [os.getpid(), *(worker["pid"] for worker in stats.get("workers", []))]
+
+
+def add_cluster_gauges(metrics: AppMetrics, cluster: ClusterRuntime, links: LinkStats) -> None:
+    """A clustered process: its media node's gauges (role all) and what its signaling sees of the cluster."""
+    if cluster.node is not None:
+        node, cpu = cluster.node, CpuMeter()
+        add_media_gauges(metrics, node.stats, links, lambda: cpu.sample(media_pids(node.stats())))
+    if cluster.service is not None:
+        service = cluster.service
+        metrics.gauge("hoichan_cluster_media_nodes_alive", "Media nodes with a live heartbeat, as last seen",
+                      lambda: float(service.nodes_alive))
+        metrics.gauge("hoichan_cluster_redis_up", "1 while Redis answers this process, else 0",
+                      lambda: float(service.stats()["redis"]))
 
 
 @web.middleware
@@ -175,7 +212,20 @@ def create_app(config: Config) -> web.Application:
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await events.notify(participant_id, event, payload)
 
-    media = _media_service(config, notify)
+    async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        await links.observe(participant_id, event, payload)
+        await notify(participant_id, event, payload)
+
+    metrics, links, cpu = AppMetrics(), LinkStats(), CpuMeter()
+    cluster: ClusterRuntime | None = None
+    media: MediaService
+    if config.cluster.enabled:  # role signaling, or all with Redis: a signaling process and a media node in one
+        node_media = (lambda n: media_service(config, n)) if config.cluster.role == "all" else None
+        cluster = ClusterRuntime(config, notify, node_media, links.observe)
+        assert cluster.service is not None
+        media = cluster.service
+    else:
+        media = media_service(config, observed)
     events = SignalingEvents(
         sio,
         media,
@@ -188,6 +238,22 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENTS] = events
     app[MEDIA] = media
+    sharing = Sharing(
+        SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
+    )
+    scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
+
+    link_history = LinkHistory(connect(config.store.path))
+    events.link_listeners.append(link_history.add)
+    events.room_closed_listeners.append(link_history.room_closed)
+    metrics.gauge("hoichan_signaling_rooms", "Rooms with at least one participant on this signaling process",
+                  lambda: float(len(events.registry.rooms)))
+    metrics.gauge("hoichan_signaling_participants", "Participants in a room on this signaling process",
+                  lambda: float(sum(len(members) for members in events.registry.rooms.values())))
+    if cluster is None:
+        add_media_gauges(metrics, media.stats, links, lambda: cpu.sample(media_pids(media.stats())))
+    else:
+        add_cluster_gauges(metrics, cluster, links)
 
     async def send(usernames: list[str], event: str, payload: dict[str, Any]) -> None:
         await sio.emit(event, payload, to=[account_room(name) for name in usernames])
@@ -204,6 +270,9 @@ def create_app(config: Config) -> web.Application:
     app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
 
     async def start_media(app: web.Application) -> None:
+        if cluster is not None:
+            await cluster.start()
+            return
         # Before any worker writes: recordings left open by a process that died are closed honestly.
         config.recording.directory.mkdir(parents=True, exist_ok=True)
         for recording_id in recover_unfinished(config.recording.directory):
@@ -211,6 +280,7 @@ def create_app(config: Config) -> web.Application:
                            recording_id)
         if isinstance(media, WorkerPool):
             await media.start()
+        await link_history.start()
 
     async def watch_directory(app: web.Application) -> AsyncIterator[None]:
         task = None
@@ -220,20 +290,36 @@ def create_app(config: Config) -> web.Application:
         if task is not None:
             task.cancel()
 
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.ensure_future(scheduler.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
-        await media.close()
+        if cluster is not None:
+            await cluster.close()
+        else:
+            await media.close()
+        await link_history.close()
 
     app.on_startup.append(start_media)
+    app.cleanup_ctx.append(run_scheduler)
     app.on_shutdown.append(close_media)
     app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app, config, metrics)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
     directory_api.add_routes(app)
     consults_api.add_routes(app)
     recordings.add_routes(app, config)
+    sharing_api.add_routes(app, sharing)
+    link_history_api.add_routes(app, link_history)
+    schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/lobby", lobby_page)

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -43,6 +44,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "ENV_PREFIX",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DirectoryConfig",
@@ -50,9 +52,12 @@ __all__ = [
     "IceServer",
     "LoggingConfig",
     "MediaConfig",
+    "MetricsConfig",
     "RecordingConfig",
     "RingSeconds",
+    "SchedulerConfig",
     "ServerConfig",
+    "SharingConfig",
     "StoreConfig",
     "TlsConfig",
     "load_config",
@@ -152,7 +157,22 @@ def _ice_url(value: str) -> str:
     return value.strip()
 
 
+def _redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        _fail(f"not a valid URL (got {_show(value)})")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        _fail(f"must be a redis:// or rediss:// URL with a host (got {_show(value)})")
+    return value
+
+
 IceUrl = Annotated[str, AfterValidator(_ice_url)]
+RedisUrl = Annotated[str | None, AfterValidator(_redis_url)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 ExistingFile = Annotated[Path | None, AfterValidator(_existing_file)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
@@ -314,6 +334,10 @@ class MediaConfig(_Section):
     """Media worker processes, rooms spread across them; "auto" = one per core, 0 = inside the server process."""
     pin_workers: bool = False
     """Pin worker i to core i (a dedicated media host); leave off on machines shared with other services."""
+    simulcast: bool = True
+    """Ask publishing browsers for three video layers, so each subscriber gets the one its link carries."""
+    downlink_start_kbps: float = Field(default=600, ge=50, le=20000)
+    """A new subscriber's downlink estimate until its own feedback arrives; probing moves it from there."""
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaConfig:
@@ -330,23 +354,8 @@ class StoreConfig(_Section):
     """Where rooms and sessions are kept: embedded on disk, or Redis when several servers share state."""
 
     path: AbsolutePath = Path("data")
-    redis_url: str | None = None
+    redis_url: RedisUrl = None
     """redis:// or rediss:// URL; unset = embedded store under ``path``."""
-
-    @field_validator("redis_url")
-    @classmethod
-    def _valid_redis_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            _fail(f"not a valid URL (got {_show(value)})")
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            _fail(f"must be a redis:// or rediss:// URL with a host (got {_show(value)})")
-        return value
 
 
 class RecordingConfig(_Section):
@@ -378,6 +387,19 @@ class AuthConfig(_Section):
         if value is not None and len(value.strip()) < 32:
             _fail(f"must be at least 32 characters (got {len(value.strip())}); leave unset to generate one")
         return None if value is None else value.strip()
+
+
+class SharingConfig(_Section):
+    """What participants share in a room (medical images, vitals, annotations), kept with the consult record."""
+
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+    """Largest image upload accepted, in bytes; a phone photo of an X-ray or a wound is 1-6 MB."""
+    max_image_pixels: int = Field(default=50_000_000, ge=1_000_000, le=80_000_000)
+    """Largest image accepted, in pixels (width × height): a small file that decodes to a huge bitmap is refused."""
+    annotation_rate: float = Field(default=15.0, gt=0, le=1000)
+    """Annotation events (pointer moves, pins, strokes) one participant may send per second, on average."""
+    annotation_burst: int = Field(default=30, ge=1, le=10_000)
+    """How many annotation events one participant may send at once before the rate applies."""
 
 
 _SAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "directory.yaml"
@@ -419,10 +441,33 @@ class DispatchConfig(_Section):
         return value.strip()
 
 
+class SchedulerConfig(_Section):
+    """Scheduled sessions: weekly slots and one-off sessions that open a room and notify their parties."""
+
+    tick_seconds: float = Field(default=5.0, ge=0.1, le=300)
+    """How often the scheduler looks for sessions due to open; a session opens at most this late."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """Time zone of a schedule's weekday and time when the admin does not name one (IANA name)."""
+    upcoming_days: int = Field(default=14, ge=1, le=90)
+    """How far ahead the list of upcoming sessions looks."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value
+
+
 class LoggingConfig(_Section):
-    """Log verbosity."""
+    """Log verbosity and shape."""
 
     level: LogLevel = "INFO"
+    format: Literal["text", "json"] = "text"
+    """"json": one JSON object per line, with room and participant ids as fields (for a log collector)."""
 
     @field_validator("level", mode="before")
     @classmethod
@@ -432,6 +477,71 @@ class LoggingConfig(_Section):
             if value not in get_args(LogLevel):
                 _fail(f"must be one of {', '.join(get_args(LogLevel))} (got {_show(value.lower())})")
         return value
+
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ClusterConfig(_Section):
+    """Several signaling processes and media nodes sharing one Redis (LiveKit's model); unset = one process."""
+
+    role: Literal["all", "signaling", "media"] = "all"
+    """What this process runs: signaling and media ("all"), only signaling, or only a media node."""
+    redis_url: RedisUrl = None
+    """Redis for room placement, node state and the command bus; unset = embedded, no Redis."""
+    key_prefix: str = "hoichan:"
+    """Prefix of every Redis key, so several deployments (or tests) can share one Redis."""
+    node_id: str | None = None
+    """This media node's name in Redis; unset = host name and process id."""
+    heartbeat_interval: float = Field(default=0.5, gt=0, le=60)
+    """Seconds between a media node's load reports (each one renews its liveness)."""
+    node_timeout: float = Field(default=2.0, gt=0, le=600)
+    """Seconds without a heartbeat after which a media node counts as dead and its rooms move."""
+    request_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds signaling waits for a media node's reply before failing the request."""
+
+    @field_validator("node_id")
+    @classmethod
+    def _valid_node_id(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_ID.match(value.strip()):
+            _fail(f"must be 1-64 letters, digits, '_', '.' or '-' (got {_show(value)})")
+        return None if value is None else value.strip()
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not _KEY_PREFIX.match(value):
+            _fail(f"must be 1-64 letters, digits, '_', '.', ':' or '-' (got {_show(value)})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.role != "all" and self.redis_url is None:
+            _fail(f"required when role is {self.role} (signaling and media nodes meet in Redis)", "redis_url")
+        if self.node_timeout <= self.heartbeat_interval:
+            _fail(f"must be > heartbeat_interval ({self.heartbeat_interval:g}) (got {self.node_timeout:g})",
+                  "node_timeout")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process is part of a cluster (talks to Redis)."""
+        return self.redis_url is not None
+
+
+class MetricsConfig(_Section):
+    """``GET /metrics`` (Prometheus text format) on every process."""
+
+    token: str | None = None
+    """Bearer token a Prometheus scraper sends; unset = only signed-in admins may read /metrics."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) < 16:
+            _fail(f"must be at least 16 characters (got {len(value.strip())})")
+        return None if value is None else value.strip()
 
 
 class Config(_Section):
@@ -445,9 +555,13 @@ class Config(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    sharing: SharingConfig = Field(default_factory=SharingConfig)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @property
     def base_url(self) -> str:

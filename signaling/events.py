@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import socketio
 from pydantic import ValidationError
@@ -36,15 +36,19 @@ def account_room(user_id: str) -> str:
     return f"account:{user_id}"
 
 
-class RoomGate(Protocol):
-    """Who may enter a room, and who is told when people come and go (consult rooms: ``lobby_events.py``)."""
+class RoomGate:
+    """Who may enter a room, and who is told when people come and go: consult rooms (``lobby_events.py``),
+    scheduled sessions (``schedules/scheduler.py``), the record of who attended (``sharing/service.py``).
+    Each does nothing unless overridden."""
 
     def admit(self, identity: Identity, room_id: str) -> None:
-        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``."""
+        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``; runs before anything changes."""
 
-    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` is now in ``room_id`` (a new participant, not a resumed one), with ``members``."""
 
-    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` has gone from ``room_id``; ``members`` remain."""
 
 
 class SignalingError(Exception):
@@ -86,6 +90,10 @@ class SignalingEvents:
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self.link_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
+        """Called with every ``link-quality`` sample media reports about a participant."""
+        self.room_closed_listeners: list[Callable[[str], None]] = []
+        """Called with a room's id when its last participant has gone."""
         self.gates: list[RoomGate] = []
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
@@ -137,6 +145,18 @@ class SignalingEvents:
 
         self.sio.on(event, dispatch)
 
+    def add_event(
+        self,
+        event: str,
+        schema: type[M],
+        handler: Callable[..., Awaitable[Any]],
+        *,
+        roles: frozenset[str],
+        needs_participant: bool = True,
+    ) -> None:
+        """For other modules (sharing, schedules): an event under the same role, schema and ordering rules."""
+        self._route(event, schema, handler, roles=roles, needs_participant=needs_participant)
+
     def _parse(self, schema: type[M], data: Any) -> M:
         if data is None:
             data = {}
@@ -170,10 +190,20 @@ class SignalingEvents:
         elif event == "recording-state":
             self.recording.media_reported(participant.room_id, payload)
         elif event == "link-quality":  # about this participant, for everyone in its room
+            for link_listener in self.link_listeners:
+                link_listener(participant, payload)
             await self._to_room(participant.room_id, event, payload)
             return
         if participant.sid is not None:
             await self.sio.emit(event, payload, to=participant.sid)
+
+    async def to_room(
+        self, room_id: str, event: str, payload: dict[str, Any], exclude: Participant | None = None
+    ) -> None:
+        """Send ``event`` to every connected participant of ``room_id`` (but ``exclude``)."""
+        for member in self.registry.members(room_id):
+            if member is not exclude and member.sid is not None:
+                await self.sio.emit(event, payload, to=member.sid)
 
     async def _to_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
         for member in self.registry.members(room_id):
@@ -236,6 +266,8 @@ class SignalingEvents:
         await self._broadcast(participant, "peer-left", {"id": participant.id})
         if not self.registry.members(participant.room_id):
             self.recording.closed(participant.room_id)
+            for closed_listener in self.room_closed_listeners:
+                closed_listener(participant.room_id)
         await self.media.leave(participant.id)
 
     # -- events -------------------------------------------------------------------------------------------
@@ -256,6 +288,7 @@ class SignalingEvents:
             gate.admit(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
+        await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
         if not self.registry.members(message.room):
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
@@ -266,7 +299,8 @@ class SignalingEvents:
         peers = [p.public() for p in members if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
-        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id)
+        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,
+                    extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
     async def _start_media(self, participant: Participant) -> None:

@@ -28,14 +28,13 @@ def connect(store_path: Path) -> sqlite3.Connection:
     """
     store_path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = store_path / DATABASE_NAME
-    if not path.exists():
-        # Create with the right mode, never briefly world-readable. Only when absent: closing any descriptor of a
-        # database file drops every POSIX lock this process holds on it, so doing this while another connection
-        # of this process has it open would let that connection read a stale snapshot forever.
-        try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # another process created it just now
+    try:  # create with the right mode, never briefly world-readable
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        # Never open and close an existing database file: closing any descriptor of a file drops every POSIX lock
+        # this process holds on it, so another connection of this process would lose its locks, and a writer in
+        # another process (the CLI) could then checkpoint and reset the WAL under it: it would read stale data.
+        pass
     db = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import errno
+import json
 import logging
 import secrets
 import time
@@ -23,7 +24,8 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
 from ..forwarder import Producer
-from .manifest import finish_track, now, write_atomically
+from .formats import FORMATS, Format
+from .manifest import RECORDING_ID, finish_track, now, write_atomically
 from .track import TrackWriter
 
 logger = logging.getLogger(__name__)
@@ -33,20 +35,13 @@ RESERVE = "manifest.reserve"  # space set aside so a full disk can still record 
 RESERVE_BYTES = 64 * 1024
 
 
-def vp8_size(frame: bytes) -> Optional[tuple[int, int]]:
-    """Width and height from a VP8 keyframe header (RFC 6386 §9.1); None for an interframe."""
-    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    return int.from_bytes(frame[6:8], "little") & 0x3FFF, int.from_bytes(frame[8:10], "little") & 0x3FFF
-
-
 class ProducerRecorder:
     """Turns one producer's packets into frames in its current segment file."""
 
     def __init__(self, room: "RoomRecorder", producer: Producer) -> None:
         self.room = room
         self.producer = producer
-        self.segment = 0
+        self.segment = room.last_segment(producer.participant_id, producer.kind)
         self.writer: Optional[TrackWriter] = None
         self._epoch = -1
         self._buffer = JitterBuffer(capacity=128, is_video=True) if producer.kind == "video" else None
@@ -61,45 +56,48 @@ class ProducerRecorder:
             self._close_segment()
             if self._buffer is not None:
                 self._buffer = JitterBuffer(capacity=128, is_video=True)
-        if codec.mimeType.lower() not in ("video/vp8", "audio/opus"):
+        fmt = FORMATS.get(codec.mimeType.lower())
+        if fmt is None:
             return
+        if self.writer is not None and fmt is not self.writer.format:  # a renegotiated codec gets its own file
+            self._close_segment()
         if self._buffer is None:
-            self._write(packet.payload, packet.timestamp, keyframe=True)
+            self._write(fmt, packet.payload, packet.timestamp)
             return
         try:
             packet._data = depayload(codec, packet.payload)  # type: ignore[attr-defined]
         except ValueError:
             return
         _, frame = self._buffer.add(packet)
-        if frame is not None:
-            self._write(frame.data, frame.timestamp, keyframe=not frame.data[0] & 0x01 if frame.data else False)
+        if frame is not None and frame.data:
+            self._write(fmt, frame.data, frame.timestamp)
 
-    def _write(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+    def _write(self, fmt: Format, data: bytes, timestamp: int) -> None:
         if self.writer is None:
-            size = vp8_size(data) if self.producer.kind == "video" else (0, 0)
+            size = fmt.size(data)
             if size is None:  # a video file must start with a keyframe
                 moment = time.monotonic()
                 if moment - self._last_keyframe_request > 1.0:
                     self._last_keyframe_request = moment
                     self.producer.request_keyframe()
                 return
-            self._open_segment(size)
+            self._open_segment(fmt, size, fmt.header(data))
             self._first_ts = self._last_ts = timestamp
             self._wraps = 0
         if timestamp < self._last_ts and self._last_ts - timestamp > 1 << 31:
             self._wraps += 1  # RTP timestamp wrapped around 2^32
         self._last_ts = timestamp
         assert self.writer is not None
-        self.writer.write(data, timestamp + (self._wraps << 32) - self._first_ts, keyframe)
+        self.writer.write(data, timestamp + (self._wraps << 32) - self._first_ts, fmt.keyframe(data))
 
-    def _open_segment(self, size: tuple[int, int]) -> None:
+    def _open_segment(self, fmt: Format, size: tuple[int, int], header: bytes) -> None:
         self.segment += 1
         kind = self.producer.kind
-        name = f"{self.producer.participant_id}-{kind}-{self.segment}.webm"
-        self.writer = TrackWriter(self.room.directory / name, kind, self.room.track_ended, *size)
+        name = f"{self.producer.participant_id}-{kind}-{self.segment}.{fmt.extension}"
+        self.writer = TrackWriter(self.room.directory / name, kind, fmt, self.room.track_ended, size, header)
         track: dict[str, Any] = {
             "file": name, "participant_id": self.producer.participant_id, "kind": kind,
-            "codec": "VP8" if kind == "video" else "opus", "segment": self.segment,
+            "codec": fmt.name, "segment": self.segment,
             "start_offset": round(time.time() - self.room.started, 3), "duration": None, "size": None,
             "sha256": None, "complete": False,
         }
@@ -117,10 +115,11 @@ class RoomRecorder:
     """Owns a room's recording directory and manifest; stops everything at the first write error."""
 
     def __init__(self, root: Path, room_id: str, meta: dict[str, Any], alert: Alert) -> None:
+        """``meta["continue"]``: the id of this room's recording whose media node died; it goes on as new segments
+        (cluster mode), instead of a new recording starting."""
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         self.id = f"{stamp}-{room_id}-{''.join(secrets.choice(alphabet) for _ in range(6))}"
-        self.directory = root / self.id
         self.started = time.time()
         self.active = True
         self._alert = alert
@@ -133,12 +132,42 @@ class RoomRecorder:
         self._after_full_disk: asyncio.Future[None] | None = None
         self.manifest: dict[str, Any] = {
             "version": 1, "id": self.id, "room_id": room_id, "consult_id": meta.get("consult_id"),
+            "node_id": meta.get("node_id"),
             "started_at": now(), "ended_at": None, "state": "recording", "ended_cleanly": False,
             "end_reason": None, "participants": [], "tracks": [], "errors": [],
         }
-        self.directory.mkdir(parents=True, exist_ok=False)
+        if meta.get("continue"):
+            self._reopen(root, str(meta["continue"]), room_id, meta.get("node_id"))
+        else:
+            self.directory = root / self.id
+            self.directory.mkdir(parents=True, exist_ok=False)
         (self.directory / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
         self._save()
+
+    def _reopen(self, root: Path, recording_id: str, room_id: str, node_id: Any) -> None:
+        """Take over the recording a dead media node left open: close its cut-off files, keep its timeline."""
+        if not RECORDING_ID.match(recording_id):
+            raise ValueError(f"not a recording id: {recording_id!r}")
+        self.directory = root / recording_id
+        manifest = json.loads((self.directory / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("room_id") != room_id or manifest.get("state") not in ("recording", "interrupted"):
+            raise ValueError(f"recording {recording_id} is not an open recording of room {room_id}")
+        moment = now()
+        for track in manifest["tracks"]:
+            if track.get("sha256") is None:
+                finish_track(self.directory, track, None, complete=False)
+        for participant in manifest["participants"]:
+            if participant["sessions"] and participant["sessions"][-1]["left_at"] is None:
+                participant["sessions"][-1]["left_at"] = moment
+        manifest.setdefault("resumed", []).append({"at": moment, "node_id": node_id, "after": manifest.get("node_id")})
+        manifest.update(state="recording", node_id=node_id, ended_at=None, end_reason=None)
+        self.id, self.manifest = recording_id, manifest
+        self.started = datetime.datetime.fromisoformat(manifest["started_at"]).timestamp()
+
+    def last_segment(self, participant_id: str, kind: str) -> int:
+        """The highest segment number already in the manifest for this participant's track (0: none)."""
+        return max((t["segment"] for t in self.manifest["tracks"]
+                    if t["participant_id"] == participant_id and t["kind"] == kind), default=0)
 
     def _save(self) -> None:
         """Write the manifest, or, after the disk filled up, leave it to ``_save_when_writers_closed``."""

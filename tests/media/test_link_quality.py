@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
+from client.link_emulator import Impairment, LinkEmulator
 from client.participant import Participant
 
 
@@ -49,3 +51,34 @@ async def test_both_participants_see_each_others_link_quality(server: Server, cl
         assert sample["sendKbps"] > 10 and sample["recvKbps"] > 10  # both publish audio and video
         assert sample["candidate"] == {"local": "host", "remote": "host", "protocol": "udp"}
         assert set(sample) >= {"rembKbps", "rembDownKbps", "at"}
+
+
+async def test_ten_percent_loss_turns_the_grade_poor_within_5_s_and_good_within_10_s_after(
+    server: Server, cleanup: list[Participant],
+) -> None:
+    """The acceptance test of live grades: A's link (through the emulator) loses 10 % both ways for 12 s; B,
+    in the same room, sees A's grade turn poor within 5 s of the start and back to good within 10 s of the end."""
+    link = LinkEmulator()
+    a = Participant(server.url, "lossy", "A", tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()], emulator=link)
+    b = Participant(server.url, "lossy", "B", tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()])
+    cleanup += [a, b]
+    grades: list[tuple[float, str]] = []
+    b.sio.on("link-quality", lambda s: grades.append((time.monotonic(), s["grade"])) if s["participantId"] == a.id else None)
+    try:
+        await a.join()
+        await b.join()
+        await wait_for(lambda: len(grades) >= 2 and grades[-1][1] in ("good", "excellent"), timeout=20)
+
+        link.set(up=Impairment(loss=0.10), down=Impairment(loss=0.10))
+        started = time.monotonic()
+        await wait_for(lambda: grades[-1][1] == "poor", timeout=5)
+        poor_after = grades[-1][0] - started
+        await asyncio.sleep(max(0.0, started + 12 - time.monotonic()))
+        assert all(g == "poor" for at, g in grades if at > started + poor_after)  # it stays poor while lossy
+
+        link.set(up=Impairment(), down=Impairment())
+        ended = time.monotonic()
+        await wait_for(lambda: grades[-1][1] in ("good", "excellent"), timeout=10)
+        print(f"poor {poor_after:.1f} s after the loss began, good {grades[-1][0] - ended:.1f} s after it ended")
+    finally:
+        link.close()

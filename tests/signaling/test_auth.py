@@ -154,8 +154,15 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         "GET /api/rooms": frozenset({"admin", "technician"}),
         "GET /api/rooms/{room_id}": frozenset({"admin", "technician"}),
         "GET /api/me": frozenset(ROLES),
+        # sharing: the handler then admits only the room's participants (and admins, to look)
+        **{route: frozenset(ROLES) for route in (
+            "POST /api/rooms/{room_id}/shared/images", "GET /api/rooms/{room_id}/shared",
+            "GET /api/rooms/{room_id}/shared/{item_id}/image",
+            "GET /api/rooms/{room_id}/link-history",  # and the handler: only technicians/doctors who took part
+        )},  # fmt: skip
         "GET /api/directory": frozenset(ROLES),
         "POST /api/directory/reload": frozenset({"admin"}),
+        "GET /metrics": frozenset({"admin"}),  # or the configured scrape token (tests/signaling/test_metrics.py)
         "GET /api/presence": frozenset(ROLES),
         "GET /api/consults": frozenset(ROLES),
         "GET /api/consults/{id}": frozenset(ROLES),  # and then only one's own consults, below
@@ -165,7 +172,9 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
             "PUT /api/recordings/{id}/hold", "DELETE /api/recordings/{id}", "GET /api/audit",
+            "POST /api/schedules", "GET /api/schedules", "DELETE /api/schedules/{schedule_id}",
         )},  # fmt: skip
+        "GET /api/schedules/upcoming": frozenset(ROLES),
     }
 
 

@@ -24,5 +24,11 @@ export const icons = {
   retry: svg('<path d="M20 11a8 8 0 1 0-2.3 5.7"/><path d="M20 4v7h-7"/>'),
   speaker: svg('<path d="M4 9.5h4l5-4v13l-5-4H4z"/><path d="M16.5 9a4 4 0 0 1 0 6M19 6.5a7.5 7.5 0 0 1 0 11"/>'),
   close: svg('<path d="M6 6l12 12M18 6 6 18"/>'),
+  image: svg('<rect x="3" y="4" width="18" height="16" rx="2"/><circle cx="8.5" cy="9.5" r="1.8"/>' +
+    '<path d="M21 16l-5.5-5.5L5 20"/>'),
+  // A pulse line: heart rate, pressure, saturation, temperature, breathing.
+  vitals: svg('<path d="M2.5 12h4l2.5-6 4 12 2.5-6h6"/>'),
+  folder: svg('<path d="M3 6.5A1.5 1.5 0 0 1 4.5 5H9l2 2.5h8.5A1.5 1.5 0 0 1 21 9v9.5a1.5 1.5 0 0 1-1.5 1.5h-15' +
+    'A1.5 1.5 0 0 1 3 18.5z"/>'),
   warning: svg('<path d="M12 3 2 20h20z"/><path d="M12 10v4.5M12 17.5v.01"/>'),
 };

@@ -7,6 +7,7 @@ import { icons } from './icons.js';
 import { LocalMedia } from './media.js';
 import { isValidFacility, isValidName, isValidRoomId, loadProfile, roomIdFromPath, saveProfile } from './params.js';
 import { Session } from './session.js';
+import { SharedPanel } from './sharing.js';
 import { Tile, TileGrid } from './tiles.js';
 import { Banner } from './banner.js';
 import { offerInvite } from './consult-invite.js';
@@ -27,7 +28,11 @@ const hoichan = {
   get session() { return session; },
   get socket() { return session?.signaling.socket ?? null; },
   get localStream() { return media.stream; },
+  get shared() { return shared?.items ?? []; },
 };
+
+/** @type {SharedPanel|null} */
+let shared = null;
 // @ts-ignore
 window.hoichan = hoichan;
 
@@ -112,6 +117,9 @@ async function main(room) {
 
   const record = params.get('record') === '1' ? true : null;
   session = new Session({ room, name, facility, token: getToken(), localMedia: media, record });
+  const s = session;
+  shared = new SharedPanel({ room, token: getToken(), signaling: s.signaling, selfId: () => s.participantId });
+  wireSharing(shared, who.state !== 'none');
   renderSelf();
   wireSession(session, grid, renderSelf, selfTile);
   addEventListener('pagehide', () => session?.leaveNow());
@@ -131,11 +139,13 @@ function wireSession(s, grid, renderSelf, selfTile) {
     if (state === 'left') {
       grid.reset([]);
       showLeft();
-    } else if (state === 'failed' && failure?.reason === 'auth') {
+    } else if (state === 'failed' && (failure?.reason === 'auth' ||
+        (failure?.reason === 'join' && failure?.code === 'unauthorized'))) { // e.g. a scheduled room, as a guest
       showSignIn(getToken() ? 'auth.expired' : 'auth.required');
     }
   });
   s.addEventListener('joined', (e) => {
+    if (!e.detail.resumed) shared?.load();
     grid.reset(Object.values(e.detail.peers));
     renderSelf(); // the server's word on our name and facility (a signed-in account's own)
   });
@@ -150,7 +160,8 @@ function wireSession(s, grid, renderSelf, selfTile) {
   });
   s.addEventListener('remote-media', (e) => grid.setMedia(e.detail.media));
   s.addEventListener('server-error', (e) => {
-    const { code, message } = e.detail;
+    const { code, message, event } = e.detail;
+    if (event === 'share-vitals' || event === 'annotate') return; // the shared panel and the vitals form say it
     toast(errorText(code, message), { kind: 'error' });
   });
   s.addEventListener('client-error', (e) => {
@@ -158,10 +169,84 @@ function wireSession(s, grid, renderSelf, selfTile) {
     toast(errorText(e.detail.code, e.detail.message), { kind: 'error' });
   });
   s.addEventListener('notice', (e) => toast(t(e.detail.key)));
+  // A scheduled session of ours opened (protocol.md ScheduledSession): one click to go there.
+  s.signaling.on('scheduled-session', (p) => {
+    if (!p?.url || p.room === s.room) return;
+    toast(t('schedule.opened', { title: p.title }), {
+      timeoutMs: 0, action: { label: t('schedule.join'), onClick: () => location.assign(p.url) },
+    });
+  });
   s.addEventListener('recording', (e) => {
     $('recording').hidden = !e.detail.active;
     if (e.detail.stopped && e.detail.error) {
       toast(t('recording.failed', { reason: e.detail.error }), { kind: 'error', timeoutMs: 0 });
+    }
+  });
+}
+
+/**
+ * Share buttons (signed-in participants: what they share goes into the record under their name) and the vitals form.
+ * @param {SharedPanel} panel @param {boolean} signedIn
+ */
+function wireSharing(panel, signedIn) {
+  const imageButton = $('btn-share-image');
+  const vitalsButton = $('btn-vitals');
+  const input = /** @type {HTMLInputElement} */ ($('share-image-input'));
+  imageButton.hidden = vitalsButton.hidden = !signedIn;
+  imageButton.querySelector('.control-icon').innerHTML = icons.image;
+  vitalsButton.querySelector('.control-icon').innerHTML = icons.vitals;
+  imageButton.addEventListener('click', () => input.click());
+  const panelButton = $('btn-shared');
+  panelButton.querySelector('.control-icon').innerHTML = icons.folder;
+  panelButton.addEventListener('click', () => panel.toggle());
+  panel.onChange = (count, open) => {
+    panelButton.hidden = count === 0;
+    panelButton.setAttribute('aria-pressed', String(open));
+    panelButton.querySelector('.control-count').textContent = String(count);
+  };
+  input.addEventListener('change', () => {
+    const file = input.files?.[0];
+    input.value = '';
+    if (file) panel.uploadImage(file);
+  });
+
+  const overlay = $('vitals-overlay');
+  const form = /** @type {HTMLFormElement} */ ($('vitals-form'));
+  const error = $('vitals-error');
+  const close = () => { overlay.hidden = true; error.hidden = true; };
+  vitalsButton.addEventListener('click', () => {
+    overlay.hidden = false;
+    /** @type {HTMLInputElement} */ (form.elements.namedItem('heartRate')).focus();
+  });
+  $('vitals-cancel').addEventListener('click', close);
+  overlay.addEventListener('keydown', (e) => { if (e.key === 'Escape') close(); });
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    /** @type {Record<string, number>} */
+    const values = {};
+    for (const el of form.querySelectorAll('input')) {
+      const text = el.value.trim().replace(',', '.');
+      if (text === '') continue;
+      const value = Number(text);
+      if (!Number.isFinite(value)) {
+        error.textContent = t('vitals.notANumber');
+        error.hidden = false;
+        return el.focus();
+      }
+      values[el.name] = el.name === 'temperature' ? value : Math.round(value);
+    }
+    if (Object.keys(values).length === 0) {
+      error.textContent = t('vitals.empty');
+      error.hidden = false;
+      return;
+    }
+    const result = await panel.sendVitals(values);
+    if (result.ok) {
+      form.reset();
+      close();
+    } else {
+      error.textContent = result.message ?? t('error.unknown');
+      error.hidden = false;
     }
   });
 }

@@ -1,0 +1,1 @@
+"""Sharing in a room: medical images, vitals cards and annotations, kept with the consult record."""
