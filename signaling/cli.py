@@ -1,4 +1,5 @@
-"""The ``hoichan`` command: ``hoichan serve --config config.yaml``, ``hoichan user add|list|passwd|remove``."""
+"""The ``hoichan`` command: ``hoichan serve --config config.yaml``, ``hoichan user add|list|passwd|remove``,
+``hoichan linktest --server URL --point ID``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ssl import SSLContext
 
 from aiohttp import web
 
-from . import cli_users
+from . import cli_linktest, cli_users
 from .config import Config, ConfigError, load_config
 from .tls import ssl_context
 
@@ -40,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd = commands.add_parser("serve", help="run the signaling server and media relay")
     serve_cmd.add_argument("--config", default=None, help="path to config.yaml (defaults are embedded)")
     cli_users.add_parser(commands)
+    cli_linktest.add_parser(commands)
     args = parser.parse_args(argv)
 
+    if args.command == "linktest":
+        return cli_linktest.run(args)
     if args.command == "user":
         try:
             return cli_users.run(args)

@@ -81,6 +81,8 @@ class SignalingEvents:
         """Called with every ``link-quality`` sample media reports about a participant."""
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
+        self.disconnect_listeners: list[Callable[[str], Awaitable[None]]] = []
+        """Called with a socket's id when it disconnects, room or no room (link tests end with their socket)."""
         self.join_checks: list[Callable[[Identity, str], None]] = []
         """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
         sio.on("connect", self.on_connect)
@@ -219,9 +221,15 @@ class SignalingEvents:
         """Send ``event`` to every connection signed in as ``user_id`` (none connected: nothing happens)."""
         await self.sio.emit(event, payload, to=account_room(user_id))
 
+    def identity(self, sid: str) -> Identity | None:
+        """Who is signed in on a connection (for handlers registered with ``needs_participant=False``)."""
+        return self._identities.get(sid)
+
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._identities.pop(sid, None)
         self._locks.pop(sid, None)
+        for disconnect_listener in self.disconnect_listeners:
+            await disconnect_listener(sid)
         participant = self.registry.detach(sid)
         if participant is None:
             return

@@ -105,3 +105,24 @@ class Annotate(Message):
         if self.shape == "stroke" and len(self.points) < 2:
             raise ValueError("a stroke has at least two points")
         return self
+
+
+# -- link tests ----------------------------------------------------------------------------------------------
+
+PointId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+TestId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+LinkTestPath = Literal["udp", "turn-udp", "turn-tcp", "turn-tls"]
+
+
+class LinkTestStart(Message):
+    point: PointId
+
+
+class LinkTestAnswer(Message):
+    testId: TestId
+    path: LinkTestPath
+    sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class LinkTestCancel(Message):
+    testId: TestId
