@@ -117,11 +117,9 @@ class LinkMeter:
         down: dict[Any, _Counters] = {}
         down_jitter: list[float] = []
         rtts: list[float] = []
-        remb_down = 0
+        watches = []
         for sender in senders:
-            watch = hooks.watch_remb(sender)
-            if watch.bitrate is not None and now - watch.at < REMB_FRESH:
-                remb_down += watch.bitrate
+            watches.append(hooks.watch_feedback(sender))
             for stats in (await sender.getStats()).values():
                 if stats.type == "remote-inbound-rtp":
                     down[id(sender)] = _Counters(stats.packetsReceived, stats.packetsLost)
@@ -140,6 +138,7 @@ class LinkMeter:
         if not first and received == prev_received:  # not even RTCP from the participant: the link is gone
             return self._lost_sample(hooks.nominated_pair(dtls))
 
+        remb_down = hooks.remb_total(watches, since=now - REMB_FRESH) or 0
         rtt = sum(rtts) / len(rtts) if rtts else None
         jitters = up_jitter + down_jitter
         jitter = max(jitters) if jitters else None

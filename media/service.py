@@ -15,9 +15,13 @@ from . import hooks
 from .errors import MediaError
 from .linktest import LinkTestPeer, LinkTestPlan
 from .router import Notify, Router
+from .settings import MediaSettings
 
 
 class MediaService(Protocol):
+    async def prepare(self, room_id: str) -> None:
+        """Raise ``MediaError`` if media cannot take ``room_id`` now (cluster: Redis unreachable, no live node)."""
+
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None: ...
     async def start_recording(self, room_id: str, meta: dict[str, Any]) -> str: ...
     async def stop_recording(self, room_id: str) -> None: ...
@@ -47,8 +51,11 @@ class LocalMediaService:
         host_addresses: list[str],
         udp_ports: tuple[int, int] | None = None,
         recordings: Path | None = None,
+        settings: MediaSettings = MediaSettings(),
     ) -> None:
         hooks.check_versions()
+        hooks.negotiate_opus_fec_dtx()
+        hooks.negotiate_simulcast_extensions()
         hooks.restrict_host_addresses(host_addresses)
         if udp_ports is not None:
             hooks.restrict_udp_ports(*udp_ports)
@@ -57,6 +64,7 @@ class LocalMediaService:
         self._configuration = RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         self._notify = notify
         self._recordings = recordings
+        self._settings = settings
         self.routers: dict[str, Router] = {}
         self._room_of: dict[str, str] = {}
         self.link_tests: dict[str, LinkTestPeer] = {}
@@ -67,10 +75,14 @@ class LocalMediaService:
             raise MediaError("not-joined", "join a room first")
         return self.routers[room_id]
 
+    async def prepare(self, room_id: str) -> None:
+        """Media in this process is always there."""
+
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         router = self.routers.get(room_id)
         if router is None:
-            router = self.routers[room_id] = self.router_class(room_id, self._configuration, self._notify)
+            router = self.routers[room_id] = self.router_class(room_id, self._configuration, self._notify,
+                                                               self._settings)
         self._room_of[participant_id] = room_id
         await router.join(participant_id, info)
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
+from . import logs
 from .errors import MediaError
 from .service import LocalMediaService
+from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +81,11 @@ def main() -> None:
     parser.add_argument("--address", action="append", default=[], help="host candidate address")
     parser.add_argument("--udp-ports", type=int, nargs=2, default=None, help="UDP port range for media")
     parser.add_argument("--recordings", default=None, help="recording directory")
+    parser.add_argument("--settings", default="{}", help="JSON of MediaSettings")
     parser.add_argument("--cpu", type=int, default=None, help="pin this worker to one core")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s %(levelname)s media-worker[{os.getpid()}] %(name)s: %(message)s")
+    logs.setup(args.log_level, os.environ.get(logs.FORMAT_VARIABLE, "text"), f"media-worker[{os.getpid()}]")
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     media_args = {
@@ -90,6 +93,7 @@ def main() -> None:
         "host_addresses": args.address,
         "udp_ports": tuple(args.udp_ports) if args.udp_ports else None,
         "recordings": Path(args.recordings) if args.recordings else None,
+        "settings": MediaSettings(**json.loads(args.settings)),
     }
     asyncio.run(run(media_args))
 

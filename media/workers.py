@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import MediaError
 from .router import Notify
+from .settings import MediaSettings
 from .worker import LINE_LIMIT
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,12 @@ class WorkerPool:
         pin: bool,
         recordings: Path | None = None,
         log_level: str = "INFO",
+        settings: MediaSettings = MediaSettings(),
     ) -> None:
         self._count = count
         self._notify = notify
-        self._args = ["--ice-servers", json.dumps(ice_servers), "--log-level", log_level]
+        self._args = ["--ice-servers", json.dumps(ice_servers), "--log-level", log_level,
+                      "--settings", json.dumps(settings.as_dict())]
         for address in host_addresses:
             self._args += ["--address", address]
         if udp_ports is not None:
@@ -143,6 +146,9 @@ class WorkerPool:
             if room_id in worker.rooms:
                 return worker
         return min(self._workers, key=lambda w: (w.participants, w.index))
+
+    async def prepare(self, room_id: str) -> None:
+        """A dead worker is replaced at once: the pool can always take a room."""
 
     async def join(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
         worker = self._place(room_id)

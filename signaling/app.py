@@ -1,4 +1,4 @@
-"""The aiohttp application: static pages, REST API, socket.io endpoint, and the in-process media relay.
+"""The aiohttp application: static pages, REST API, socket.io endpoint, lobby and dispatch, and the media relay.
 
 Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.py``); tests fail on one that is neither.
 """
@@ -18,17 +18,27 @@ import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
 
+from cluster.load import CpuMeter
+from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
+from media.router import Notify
 from media.service import LocalMediaService, MediaService
+from media.settings import MediaSettings
 from media.workers import WorkerPool
 
-from . import __version__, directory_api
+from . import __version__, consults_api, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config, ConfigError
+from .consult_log import ConsultLog
+from .dispatch import Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
-from .events import SignalingEvents
+from .events import SignalingEvents, account_room
+from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
+from .metrics import AppMetrics, LinkStats, add_media_gauges
+from .metrics import add_route as add_metrics_route
+from .presence import Presence
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
@@ -57,9 +67,10 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
     return [server.as_rtc_dict() for server in config.media.ice_servers]
 
 
-def _media_service(config: Config, notify: Any) -> MediaService:
+def media_service(config: Config, notify: Notify) -> MediaService:
     """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
     media = config.media
+    settings = MediaSettings(simulcast=media.simulcast, downlink_start_kbps=media.downlink_start_kbps)
     ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
     workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
     if workers == 0:
@@ -69,6 +80,7 @@ def _media_service(config: Config, notify: Any) -> MediaService:
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,
             recordings=config.recording.directory,
+            settings=settings,
         )
     return WorkerPool(
         workers,
@@ -79,7 +91,26 @@ def _media_service(config: Config, notify: Any) -> MediaService:
         pin=media.pin_workers,
         recordings=config.recording.directory,
         log_level=config.logging.level,
+        settings=settings,
     )
+
+
+def media_pids(stats: dict[str, Any]) -> list[int]:
+    """This process and its media workers: where media's CPU goes."""
+    return [os.getpid(), *(worker["pid"] for worker in stats.get("workers", []))]
+
+
+def add_cluster_gauges(metrics: AppMetrics, cluster: ClusterRuntime, links: LinkStats) -> None:
+    """A clustered process: its media node's gauges (role all) and what its signaling sees of the cluster."""
+    if cluster.node is not None:
+        node, cpu = cluster.node, CpuMeter()
+        add_media_gauges(metrics, node.stats, links, lambda: cpu.sample(media_pids(node.stats())))
+    if cluster.service is not None:
+        service = cluster.service
+        metrics.gauge("hoichan_cluster_media_nodes_alive", "Media nodes with a live heartbeat, as last seen",
+                      lambda: float(service.nodes_alive))
+        metrics.gauge("hoichan_cluster_redis_up", "1 while Redis answers this process, else 0",
+                      lambda: float(service.stats()["redis"]))
 
 
 @web.middleware
@@ -150,6 +181,18 @@ async def login_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "login.html")
 
 
+@public
+async def lobby_page(request: web.Request) -> web.FileResponse:
+    """Call a specialist (district side) or answer calls (central side); the page asks for a sign-in."""
+    return web.FileResponse(WEB_ROOT / "lobby.html")
+
+
+@public
+async def consults_page(request: web.Request) -> web.FileResponse:
+    """The consult log, and statistics for admins."""
+    return web.FileResponse(WEB_ROOT / "consults.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -175,7 +218,20 @@ def create_app(config: Config) -> web.Application:
         else:
             await events.notify(participant_id, event, payload)
 
-    media = _media_service(config, notify)
+    async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        await links.observe(participant_id, event, payload)
+        await notify(participant_id, event, payload)
+
+    metrics, links, cpu = AppMetrics(), LinkStats(), CpuMeter()
+    cluster: ClusterRuntime | None = None
+    media: MediaService
+    if config.cluster.enabled:  # role signaling, or all with Redis: a signaling process and a media node in one
+        node_media = (lambda n: media_service(config, n)) if config.cluster.role == "all" else None
+        cluster = ClusterRuntime(config, notify, node_media, links.observe)
+        assert cluster.service is not None
+        media = cluster.service
+    else:
+        media = media_service(config, observed)
     events = SignalingEvents(
         sio,
         media,
@@ -197,8 +253,33 @@ def create_app(config: Config) -> web.Application:
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
+    metrics.gauge("hoichan_signaling_rooms", "Rooms with at least one participant on this signaling process",
+                  lambda: float(len(events.registry.rooms)))
+    metrics.gauge("hoichan_signaling_participants", "Participants in a room on this signaling process",
+                  lambda: float(sum(len(members) for members in events.registry.rooms.values())))
+    if cluster is None:
+        add_media_gauges(metrics, media.stats, links, lambda: cpu.sample(media_pids(media.stats())))
+    else:
+        add_cluster_gauges(metrics, cluster, links)
+
+    async def send(usernames: list[str], event: str, payload: dict[str, Any]) -> None:
+        await sio.emit(event, payload, to=[account_room(name) for name in usernames])
+
+    db = connect(config.store.path)
+    dispatcher = Dispatcher(
+        lambda: directory.current,
+        Presence(db),
+        ConsultLog(db, datetime.datetime.now(datetime.UTC)),
+        auth.accounts,
+        send,
+        config.dispatch,
+    )
+    app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
 
     async def start_media(app: web.Application) -> None:
+        if cluster is not None:
+            await cluster.start()
+            return
         # Before any worker writes: recordings left open by a process that died are closed honestly.
         config.recording.directory.mkdir(parents=True, exist_ok=True)
         for recording_id in recover_unfinished(config.recording.directory):
@@ -225,7 +306,10 @@ def create_app(config: Config) -> web.Application:
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
-        await media.close()
+        if cluster is not None:
+            await cluster.close()
+        else:
+            await media.close()
         await link_history.close()
 
     app.on_startup.append(start_media)
@@ -233,10 +317,12 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(close_media)
     app.cleanup_ctx.append(watch_directory)
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app, config, metrics)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_get("/api/rooms/" + ROOM_ROUTE, get_room)
     add_routes(app)
     directory_api.add_routes(app)
+    consults_api.add_routes(app)
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
@@ -244,6 +330,8 @@ def create_app(config: Config) -> web.Application:
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
+    app.router.add_get("/lobby", lobby_page)
+    app.router.add_get("/consults", consults_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

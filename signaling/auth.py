@@ -17,6 +17,7 @@ admitted only while ``auth.allow_guests`` is true, and only to take part in a ro
 from __future__ import annotations
 
 import functools
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -144,7 +145,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
-def require(*roles: str) -> Callable[[Handler], Handler]:
+def require(*roles: str, token: Callable[[web.Request], str | None] | None = None) -> Callable[[Handler], Handler]:
     """Guard an aiohttp handler: only signed-in accounts whose role is one of ``roles`` reach it.
 
     Recordings, for instance, are admin-only::
@@ -162,6 +163,9 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
     or an expired, forged or revoked one → 401; a signed-in account of another role → 403. Both answer
     ``{"error": {"code": "unauthorized" | "forbidden", "message"}}`` and the handler never runs. Guests have no
     token, so no guarded route is open to them. Scope by facility inside the handler with ``identity_of``.
+
+    ``token`` gives, per request, a fixed bearer token that also admits a machine with no account (a Prometheus
+    scraper's, ``metrics.token``); ``identity_of`` is then not set for that request.
     """
     unknown = set(roles) - set(ROLES)
     if not roles or unknown:
@@ -171,6 +175,11 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
+            machine = token(request) if token is not None else None
+            if machine is not None and hmac.compare_digest(
+                request.headers.get("Authorization", "").encode(), f"Bearer {machine}".encode()
+            ):
+                return await handler(request)
             try:
                 identity = request.app[AUTHENTICATOR].from_request(request)
                 if identity.role not in allowed:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import signal
 import sys
 from ssl import SSLContext
 
 from aiohttp import web
+
+from media import logs
 
 from . import cli_linktest, cli_users
 from .config import Config, ConfigError, load_config
@@ -18,15 +20,24 @@ from .tls import ssl_context
 
 
 async def serve(config: Config, ssl: SSLContext | None) -> None:
-    from .app import create_app  # here, so that `hoichan user ...` starts without loading the media stack
+    # here, so that `hoichan user ...` starts without loading the media stack
+    if config.cluster.role == "media":
+        from cluster.node_app import create_node_app
 
-    app = create_app(config)
+        app = create_node_app(config)
+    else:
+        from .app import create_app
+
+        app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, ssl_context=ssl)
     await site.start()
     url = config.base_url.rstrip("/")
-    print(f"Hoichan đang chạy / is running: {url}/  (phòng thử / test room: {url}/room/hoi-chan-thu)", flush=True)
+    if config.cluster.role == "media":
+        print(f"Hoichan media node running: {url}/metrics, {url}/healthz", flush=True)
+    else:
+        print(f"Hoichan đang chạy / is running: {url}/  (phòng thử / test room: {url}/room/hoi-chan-thu)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -40,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the signaling server and media relay")
     serve_cmd.add_argument("--config", default=None, help="path to config.yaml (defaults are embedded)")
+    serve_cmd.add_argument("--role", choices=("all", "signaling", "media"), default=None,
+                           help="what this process runs (overrides cluster.role; signaling and media need Redis)")
     cli_users.add_parser(commands)
     cli_linktest.add_parser(commands)
     args = parser.parse_args(argv)
@@ -53,15 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
             return 2
     try:
-        config = load_config(args.config)
+        env = dict(os.environ) if args.role is None else {**os.environ, "HOICHAN_CLUSTER__ROLE": args.role}
+        config = load_config(args.config, env)
         ssl = ssl_context(config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.logging.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(config.logging.level, config.logging.format, config.cluster.role)
     try:
         asyncio.run(serve(config, ssl))
     except ConfigError as exc:  # the accounts file or the token key, checked as the app is built

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import types
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Union, get_args, get_origin
@@ -43,6 +44,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "ENV_PREFIX",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DirectoryConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "LinkTestConfig",
     "LoggingConfig",
     "MediaConfig",
+    "MetricsConfig",
     "RecordingConfig",
     "RingSeconds",
     "SchedulerConfig",
@@ -156,7 +159,22 @@ def _ice_url(value: str) -> str:
     return value.strip()
 
 
+def _redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        _fail(f"not a valid URL (got {_show(value)})")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        _fail(f"must be a redis:// or rediss:// URL with a host (got {_show(value)})")
+    return value
+
+
 IceUrl = Annotated[str, AfterValidator(_ice_url)]
+RedisUrl = Annotated[str | None, AfterValidator(_redis_url)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 ExistingFile = Annotated[Path | None, AfterValidator(_existing_file)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
@@ -318,6 +336,10 @@ class MediaConfig(_Section):
     """Media worker processes, rooms spread across them; "auto" = one per core, 0 = inside the server process."""
     pin_workers: bool = False
     """Pin worker i to core i (a dedicated media host); leave off on machines shared with other services."""
+    simulcast: bool = True
+    """Ask publishing browsers for three video layers, so each subscriber gets the one its link carries."""
+    downlink_start_kbps: float = Field(default=600, ge=50, le=20000)
+    """A new subscriber's downlink estimate until its own feedback arrives; probing moves it from there."""
 
     @model_validator(mode="after")
     def _port_range(self) -> MediaConfig:
@@ -334,23 +356,8 @@ class StoreConfig(_Section):
     """Where rooms and sessions are kept: embedded on disk, or Redis when several servers share state."""
 
     path: AbsolutePath = Path("data")
-    redis_url: str | None = None
+    redis_url: RedisUrl = None
     """redis:// or rediss:// URL; unset = embedded store under ``path``."""
-
-    @field_validator("redis_url")
-    @classmethod
-    def _valid_redis_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            _fail(f"not a valid URL (got {_show(value)})")
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            _fail(f"must be a redis:// or rediss:// URL with a host (got {_show(value)})")
-        return value
 
 
 class RecordingConfig(_Section):
@@ -423,6 +430,17 @@ class DispatchConfig(_Section):
     ring_seconds: RingSeconds = Field(default_factory=RingSeconds)
     partners_per_wave: int = Field(default=2, ge=1, le=32)
     """Partner hospitals rung together in one wave, in the directory's order."""
+    timezone: str = "Asia/Ho_Chi_Minh"
+    """IANA time zone of the consult log's days (statistics by day, date ranges, CSV)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            _fail(f"not a known IANA time zone, e.g. Asia/Ho_Chi_Minh (got {_show(value)})")
+        return value.strip()
 
 
 class SchedulerConfig(_Section):
@@ -496,9 +514,11 @@ class LinkTestConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    """Log verbosity."""
+    """Log verbosity and shape."""
 
     level: LogLevel = "INFO"
+    format: Literal["text", "json"] = "text"
+    """"json": one JSON object per line, with room and participant ids as fields (for a log collector)."""
 
     @field_validator("level", mode="before")
     @classmethod
@@ -508,6 +528,71 @@ class LoggingConfig(_Section):
             if value not in get_args(LogLevel):
                 _fail(f"must be one of {', '.join(get_args(LogLevel))} (got {_show(value.lower())})")
         return value
+
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ClusterConfig(_Section):
+    """Several signaling processes and media nodes sharing one Redis (LiveKit's model); unset = one process."""
+
+    role: Literal["all", "signaling", "media"] = "all"
+    """What this process runs: signaling and media ("all"), only signaling, or only a media node."""
+    redis_url: RedisUrl = None
+    """Redis for room placement, node state and the command bus; unset = embedded, no Redis."""
+    key_prefix: str = "hoichan:"
+    """Prefix of every Redis key, so several deployments (or tests) can share one Redis."""
+    node_id: str | None = None
+    """This media node's name in Redis; unset = host name and process id."""
+    heartbeat_interval: float = Field(default=0.5, gt=0, le=60)
+    """Seconds between a media node's load reports (each one renews its liveness)."""
+    node_timeout: float = Field(default=2.0, gt=0, le=600)
+    """Seconds without a heartbeat after which a media node counts as dead and its rooms move."""
+    request_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds signaling waits for a media node's reply before failing the request."""
+
+    @field_validator("node_id")
+    @classmethod
+    def _valid_node_id(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_ID.match(value.strip()):
+            _fail(f"must be 1-64 letters, digits, '_', '.' or '-' (got {_show(value)})")
+        return None if value is None else value.strip()
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not _KEY_PREFIX.match(value):
+            _fail(f"must be 1-64 letters, digits, '_', '.', ':' or '-' (got {_show(value)})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterConfig:
+        if self.role != "all" and self.redis_url is None:
+            _fail(f"required when role is {self.role} (signaling and media nodes meet in Redis)", "redis_url")
+        if self.node_timeout <= self.heartbeat_interval:
+            _fail(f"must be > heartbeat_interval ({self.heartbeat_interval:g}) (got {self.node_timeout:g})",
+                  "node_timeout")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process is part of a cluster (talks to Redis)."""
+        return self.redis_url is not None
+
+
+class MetricsConfig(_Section):
+    """``GET /metrics`` (Prometheus text format) on every process."""
+
+    token: str | None = None
+    """Bearer token a Prometheus scraper sends; unset = only signed-in admins may read /metrics."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) < 16:
+            _fail(f"must be at least 16 characters (got {len(value.strip())})")
+        return None if value is None else value.strip()
 
 
 class Config(_Section):
@@ -528,6 +613,8 @@ class Config(_Section):
     turn: TurnConfig = Field(default_factory=TurnConfig)
     linktest: LinkTestConfig = Field(default_factory=LinkTestConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @property
     def base_url(self) -> str:

@@ -36,6 +36,21 @@ def account_room(user_id: str) -> str:
     return f"account:{user_id}"
 
 
+class RoomGate:
+    """Who may enter a room, and who is told when people come and go: consult rooms (``lobby_events.py``),
+    scheduled sessions (``schedules/scheduler.py``), the record of who attended (``sharing/service.py``).
+    Each does nothing unless overridden."""
+
+    def admit(self, identity: Identity, room_id: str) -> None:
+        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``; runs before anything changes."""
+
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` is now in ``room_id`` (a new participant, not a resumed one), with ``members``."""
+
+    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` has gone from ``room_id``; ``members`` remain."""
+
+
 class SignalingError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -75,16 +90,12 @@ class SignalingEvents:
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self.join_listeners: list[Callable[[Participant], None]] = []
-        """Called with every new participant (not a resumed one), once it is in the room."""
         self.link_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
         """Called with every ``link-quality`` sample media reports about a participant."""
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
-        self.disconnect_listeners: list[Callable[[str], Awaitable[None]]] = []
-        """Called with a socket's id when it disconnects, room or no room (link tests end with their socket)."""
-        self.join_checks: list[Callable[[Identity, str], None]] = []
-        """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
+        self.gates: list[RoomGate] = []
+        self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -222,14 +233,14 @@ class SignalingEvents:
         await self.sio.emit(event, payload, to=account_room(user_id))
 
     def identity(self, sid: str) -> Identity | None:
-        """Who is signed in on a connection (for handlers registered with ``needs_participant=False``)."""
+        """Who this connection signed in as (None once it has closed)."""
         return self._identities.get(sid)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        for hook in self.disconnect_hooks:
+            await hook(sid)
         self._identities.pop(sid, None)
         self._locks.pop(sid, None)
-        for disconnect_listener in self.disconnect_listeners:
-            await disconnect_listener(sid)
         participant = self.registry.detach(sid)
         if participant is None:
             return
@@ -246,6 +257,9 @@ class SignalingEvents:
 
     async def _remove(self, participant: Participant) -> None:
         self.registry.remove(participant)
+        remaining = [p.identity for p in self.registry.members(participant.room_id)]
+        for gate in self.gates:
+            gate.left(participant.room_id, participant.identity, remaining)
         timer = self._expiry.pop(participant.id, None)
         if timer is not None:
             timer.cancel()
@@ -270,20 +284,23 @@ class SignalingEvents:
             name, facility = message.name, message.facility
         else:  # a signed-in participant is who the account says, whatever the message claims
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
-        for check in self.join_checks:
-            check(identity, message.room)
+        for gate in self.gates:
+            gate.admit(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
             raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
+        await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
         if not self.registry.members(message.room):
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
-        for listener in self.join_listeners:
-            listener(participant)
-        peers = [p.public() for p in self.registry.members(message.room) if p is not participant]
+        members = self.registry.members(message.room)
+        for gate in self.gates:
+            gate.joined(message.room, identity, [p.identity for p in members])
+        peers = [p.public() for p in members if p is not participant]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
-        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id)
+        logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,
+                    extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
     async def _start_media(self, participant: Participant) -> None:

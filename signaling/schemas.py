@@ -105,17 +105,50 @@ class Annotate(Message):
         if self.shape == "stroke" and len(self.points) < 2:
             raise ValueError("a stroke has at least two points")
         return self
+# -- lobby and dispatch ----------------------------------------------------------------------------------------
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+"""A directory id (facility, point, specialty): what the directory file allows."""
+ConsultId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+MAX_SUMMARY_CHARS = 1000
+
+
+class LobbyEnter(Message):
+    point: Slug | None = None
+    """The connection point this page runs at (one of the account's facility), or none: a doctor's own device."""
+
+
+class Duty(Message):
+    onDuty: bool
+
+
+class ConsultRequest(Message):
+    specialty: Slug
+    urgency: Literal["routine", "urgent", "emergency"]
+    summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SUMMARY_CHARS)]
+    target: Slug | None = None
+    """A central hospital to ring first; none = the caller's partners first."""
+    point: Slug | None = None
+
+
+class ConsultRef(Message):
+    consult: ConsultId
+
+
+class ConsultInvite(Message):
+    consult: ConsultId
+    username: Username
 
 
 # -- link tests ----------------------------------------------------------------------------------------------
 
-PointId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 TestId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 LinkTestPath = Literal["udp", "turn-udp", "turn-tcp", "turn-tls"]
 
 
 class LinkTestStart(Message):
-    point: PointId
+    point: Slug
 
 
 class LinkTestAnswer(Message):

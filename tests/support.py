@@ -57,6 +57,48 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
         "facility": "bv-bach-mai",
         "specialties": ["tim-mach"],
     },
+    # For dispatch: central doctors in each wave of a cardiology call from Mường Tè (partners Bạch Mai and Việt Đức,
+    # then Thái Nguyên and E, then every other hospital), one of another specialty, and another district's staff.
+    "specialist2": {
+        "username": "bs.hoa",
+        "display_name": "BS. Trần Thị Hoa",
+        "role": "doctor",
+        "facility": "bv-bach-mai",
+        "specialties": ["tim-mach", "noi-khoa"],
+    },
+    "thainguyen": {
+        "username": "bs.nam",
+        "display_name": "BS. Hoàng Văn Nam",
+        "role": "doctor",
+        "facility": "bv-tw-thai-nguyen",
+        "specialties": ["tim-mach"],
+    },
+    "choray": {
+        "username": "ts.lan",
+        "display_name": "TS. Nguyễn Thị Lan",
+        "role": "doctor",
+        "facility": "bv-cho-ray",
+        "specialties": ["tim-mach"],
+    },
+    "pediatrician": {
+        "username": "bs.ha",
+        "display_name": "BS. Phạm Thu Hà",
+        "role": "doctor",
+        "facility": "bv-nhi-tw",
+        "specialties": ["nhi"],
+    },
+    "other_doctor": {
+        "username": "bs.sin",
+        "display_name": "BS. Lò Văn Sìn",
+        "role": "doctor",
+        "facility": "ttyt-sin-ho",
+    },
+    "other_technician": {
+        "username": "ktv.sin",
+        "display_name": "KTV. Tẩn Thị Mai",
+        "role": "technician",
+        "facility": "ttyt-sin-ho",
+    },
 }
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -65,8 +66,11 @@ def finish_track(directory: Path, track: dict[str, Any], duration: Optional[floa
     track["complete"] = complete and path.is_file()
 
 
-def recover_unfinished(root: Path) -> list[str]:
-    """Close the manifests of recordings whose process died: ended uncleanly, at the last write. Returns their ids."""
+def recover_unfinished(root: Path, abandoned: Callable[[dict[str, Any]], bool] = lambda manifest: True) -> list[str]:
+    """Close the manifests of recordings whose process died: ended uncleanly, at the last write. Returns their ids.
+
+    In a cluster several media nodes share ``root``: ``abandoned`` tells which open recordings are no live node's.
+    """
     recovered = []
     if not root.is_dir():
         return recovered
@@ -78,7 +82,7 @@ def recover_unfinished(root: Path) -> list[str]:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if manifest.get("state") != "recording":
+        if manifest.get("state") != "recording" or not abandoned(manifest):
             continue
         last_write = manifest_path.stat().st_mtime
         for track in manifest["tracks"]:

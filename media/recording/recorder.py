@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import errno
+import json
 import logging
 import secrets
 import time
@@ -24,7 +25,7 @@ from aiortc.rtp import RtpPacket
 
 from ..forwarder import Producer
 from .formats import FORMATS, Format
-from .manifest import finish_track, now, write_atomically
+from .manifest import RECORDING_ID, finish_track, now, write_atomically
 from .track import TrackWriter
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class ProducerRecorder:
     def __init__(self, room: "RoomRecorder", producer: Producer) -> None:
         self.room = room
         self.producer = producer
-        self.segment = 0
+        self.segment = room.last_segment(producer.participant_id, producer.kind)
         self.writer: Optional[TrackWriter] = None
         self._epoch = -1
         self._buffer = JitterBuffer(capacity=128, is_video=True) if producer.kind == "video" else None
@@ -114,10 +115,11 @@ class RoomRecorder:
     """Owns a room's recording directory and manifest; stops everything at the first write error."""
 
     def __init__(self, root: Path, room_id: str, meta: dict[str, Any], alert: Alert) -> None:
+        """``meta["continue"]``: the id of this room's recording whose media node died; it goes on as new segments
+        (cluster mode), instead of a new recording starting."""
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         self.id = f"{stamp}-{room_id}-{''.join(secrets.choice(alphabet) for _ in range(6))}"
-        self.directory = root / self.id
         self.started = time.time()
         self.active = True
         self._alert = alert
@@ -130,12 +132,42 @@ class RoomRecorder:
         self._after_full_disk: asyncio.Future[None] | None = None
         self.manifest: dict[str, Any] = {
             "version": 1, "id": self.id, "room_id": room_id, "consult_id": meta.get("consult_id"),
+            "node_id": meta.get("node_id"),
             "started_at": now(), "ended_at": None, "state": "recording", "ended_cleanly": False,
             "end_reason": None, "participants": [], "tracks": [], "errors": [],
         }
-        self.directory.mkdir(parents=True, exist_ok=False)
+        if meta.get("continue"):
+            self._reopen(root, str(meta["continue"]), room_id, meta.get("node_id"))
+        else:
+            self.directory = root / self.id
+            self.directory.mkdir(parents=True, exist_ok=False)
         (self.directory / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
         self._save()
+
+    def _reopen(self, root: Path, recording_id: str, room_id: str, node_id: Any) -> None:
+        """Take over the recording a dead media node left open: close its cut-off files, keep its timeline."""
+        if not RECORDING_ID.match(recording_id):
+            raise ValueError(f"not a recording id: {recording_id!r}")
+        self.directory = root / recording_id
+        manifest = json.loads((self.directory / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("room_id") != room_id or manifest.get("state") not in ("recording", "interrupted"):
+            raise ValueError(f"recording {recording_id} is not an open recording of room {room_id}")
+        moment = now()
+        for track in manifest["tracks"]:
+            if track.get("sha256") is None:
+                finish_track(self.directory, track, None, complete=False)
+        for participant in manifest["participants"]:
+            if participant["sessions"] and participant["sessions"][-1]["left_at"] is None:
+                participant["sessions"][-1]["left_at"] = moment
+        manifest.setdefault("resumed", []).append({"at": moment, "node_id": node_id, "after": manifest.get("node_id")})
+        manifest.update(state="recording", node_id=node_id, ended_at=None, end_reason=None)
+        self.id, self.manifest = recording_id, manifest
+        self.started = datetime.datetime.fromisoformat(manifest["started_at"]).timestamp()
+
+    def last_segment(self, participant_id: str, kind: str) -> int:
+        """The highest segment number already in the manifest for this participant's track (0: none)."""
+        return max((t["segment"] for t in self.manifest["tracks"]
+                    if t["participant_id"] == participant_id and t["kind"] == kind), default=0)
 
     def _save(self) -> None:
         """Write the manifest, or, after the disk filled up, leave it to ``_save_when_writers_closed``."""

@@ -79,7 +79,7 @@ class LinkTests:
                          needs_participant=False)
         events.add_event("linktest-cancel", schemas.LinkTestCancel, self.on_cancel, roles=LINKTEST_ROLES,
                          needs_participant=False)
-        events.disconnect_listeners.append(self._on_disconnect)
+        events.disconnect_hooks.append(self._on_disconnect)
 
     def plan(self, paths: list[str]) -> LinkTestPlan:
         c = self.config.linktest

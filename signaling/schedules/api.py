@@ -2,7 +2,8 @@
 
 A schedule is weekly (ISO weekday 1 = Monday … 7 = Sunday, a local ``HH:MM`` and a time zone, by default
 ``scheduler.timezone``) or one-off (``at``: an ISO date-time; without an offset it is read in the time zone). Its
-parties are accounts (usernames) and/or facilities (ids); each must exist, and a one-off must be in the future.
+parties are accounts (usernames) and/or facilities (ids in the directory); each must exist, as must the specialty (a
+directory code), and a one-off must be in the future.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ..auth import AUTHENTICATOR, error_response, identity_of, require
+from ..directory_api import DIRECTORY
 from .scheduler import Scheduler
 
 __all__ = ["SCHEDULER", "add_routes"]
@@ -106,10 +108,12 @@ async def create_schedule(request: web.Request) -> web.Response:
         unknown = [u for u in fields["accounts"] if accounts.get(u) is None]
         if unknown:
             raise _Refused(400, "unknown-account", f"no such account: {', '.join(unknown)}")
-        known = {a.facility_id for a in accounts.all()}  # until the directory lands: facilities that have accounts
-        unknown = [f for f in fields["facilities"] if f not in known]
+        directory = request.app[DIRECTORY].current
+        unknown = [f for f in fields["facilities"] if directory.facility(f) is None]
         if unknown:
-            raise _Refused(400, "unknown-facility", f"no such facility: {', '.join(unknown)}")
+            raise _Refused(400, "unknown-facility", f"no such facility in the directory: {', '.join(unknown)}")
+        if fields["specialty"] is not None and directory.specialty(fields["specialty"]) is None:
+            raise _Refused(400, "unknown-specialty", f"no such specialty in the directory: {fields['specialty']}")
     except _Refused as exc:
         return error_response(exc.status, exc.code, exc.message)
     schedule = scheduler.store.add(**fields, created_by=identity_of(request).user_id or "")

@@ -163,7 +163,7 @@ async def test_sender_reports_wait_for_the_first_packet_and_stop_cleanly() -> No
 
 
 async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
-    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, pack_remb_fci
 
     pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     try:
@@ -177,16 +177,28 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         estimator.rate_control.current_bitrate = 640_000
         assert hooks.uplink_estimate_bps(video.receiver) == 640_000
 
-        watch = hooks.watch_remb(consumer.sender)
-        assert hooks.watch_remb(consumer.sender) is watch  # installed once
-        assert watch.bitrate is None
+        watch = hooks.watch_feedback(consumer.sender)
+        assert hooks.watch_feedback(consumer.sender) is watch  # installed once
+        assert watch.remb is None
         ssrc = consumer.sender._ssrc
         other = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(100_000, [ssrc + 1]))
         await consumer.sender._handle_rtcp_packet(other)
-        assert watch.bitrate is None  # about another stream
-        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc]))
+        assert watch.remb is None  # about another stream
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc, 7]))
         await consumer.sender._handle_rtcp_packet(remb)
-        assert watch.bitrate == 300_000 and watch.at > 0
+        assert watch.remb == 300_000 and watch.remb_at > 0 and watch.remb_ssrcs == (ssrc, 7)
+        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=51, packets_lost=3, highest_sequence=100, jitter=0,
+                                  lsr=0, dlsr=0)
+        await consumer.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert watch.fraction_lost == 51 and watch.report_at > 0
+
+        # a browser's one REMB for all its streams counts once; aiortc's per-stream REMBs add up
+        more = hooks.FeedbackWatch()
+        more.remb, more.remb_ssrcs, more.remb_at = 300_000, (ssrc, 7), watch.remb_at
+        assert hooks.remb_total([watch, more], since=0) == 300_000
+        more.remb_ssrcs = (7,)
+        assert hooks.remb_total([watch, more], since=0) == 600_000
+        assert hooks.remb_total([watch, more], since=watch.remb_at + 1) is None  # stale
 
         assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
         assert hooks.nominated_remote_address(consumer.sender.transport) is None
@@ -221,3 +233,167 @@ async def test_received_streams_leave_out_the_retransmission_stream() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_receiver_rtcp_passes_through_a_rewrite() -> None:
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        sent: list[object] = []
+
+        async def capture(packet: object) -> None:
+            sent.append(packet)
+
+        audio.receiver._send_rtcp = capture  # type: ignore[method-assign]  # stands for the transport
+
+        def louder(packet: RtcpRrPacket) -> RtcpRrPacket:
+            for report in packet.reports:
+                report.fraction_lost = 128
+            return packet
+
+        hooks.rewrite_receiver_rtcp(audio.receiver, louder)  # type: ignore[arg-type]
+        report = RtcpReceiverInfo(ssrc=5, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0, lsr=0, dlsr=0)
+        await audio.receiver._send_rtcp(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert [p.reports[0].fraction_lost for p in sent] == [128]  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+def test_opus_is_negotiated_with_fec_and_dtx() -> None:
+    from aiortc import RTCRtpSender
+    from aiortc.codecs import CODECS
+
+    original = [dict(c.parameters) for c in CODECS["audio"]]
+    try:
+        hooks.negotiate_opus_fec_dtx()
+        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+        assert opus and opus[0].parameters == {"minptime": 10, "useinbandfec": 1, "usedtx": 1}
+    finally:
+        for codec, parameters in zip(CODECS["audio"], original, strict=True):
+            codec.parameters = parameters
+
+
+def test_simulcast_extensions_are_offered_on_video() -> None:
+    from aiortc.codecs import HEADER_EXTENSIONS
+
+    before = list(HEADER_EXTENSIONS["video"])
+    try:
+        hooks.negotiate_simulcast_extensions()
+        hooks.negotiate_simulcast_extensions()  # idempotent
+        uris = [e.uri for e in HEADER_EXTENSIONS["video"]]
+        assert uris.count(hooks.RID_URI) == 1 and uris.count(hooks.REPAIRED_RID_URI) == 1
+        ids = [e.id for e in HEADER_EXTENSIONS["video"]] + [e.id for e in HEADER_EXTENSIONS["audio"]]
+        assert len([i for i in ids if i in (10, 11)]) == 2  # no clash with aiortc's own ids (bundle shares them)
+    finally:
+        HEADER_EXTENSIONS["video"][:] = before
+
+
+async def test_simulcast_receiver_nacks_per_ssrc_and_maps_rtx_by_rid() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtp import RtpPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        codecs[96] = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+        codecs[97] = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                           parameters={"apt": 96})
+        nacks: list[tuple[int, list[int]]] = []
+
+        async def capture_nack(media_ssrc: int, lost: list[int]) -> None:
+            nacks.append((media_ssrc, lost))
+
+        receiver._send_rtcp_nack = capture_nack  # type: ignore[method-assign]
+        hooks.prepare_simulcast_receiver(receiver)
+
+        def packet(ssrc: int, seq: int, rid: str | None = None, rrid: str | None = None, pt: int = 96) -> RtpPacket:
+            p = RtpPacket(payload_type=pt, sequence_number=seq, ssrc=ssrc, payload=b"\x10\x00\x00")
+            p.extensions.rtp_stream_id, p.extensions.repaired_rtp_stream_id = rid, rrid
+            return p
+
+        # two layers interleaved, each numbered on its own: no NACK at all
+        for i in range(5):
+            await receiver._handle_rtp_packet(packet(1, 100 + i, "q"), 0)
+            await receiver._handle_rtp_packet(packet(2, 40000 + i, "h"), 0)
+        assert nacks == []
+        await receiver._handle_rtp_packet(packet(2, 40007), 0)  # 40005 and 40006 of layer h are missing
+        assert nacks == [(2, [40005, 40006])]
+        # an RTX packet naming the repaired layer by rid is unwrapped to that layer's SSRC
+        await receiver._handle_rtp_packet(packet(9, 7, rrid="h", pt=97), 0)
+        assert receiver._RTCRtpReceiver__rtx_ssrc == {9: 2}  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+async def test_raw_rtp_streams_send_and_hear_their_rtcp() -> None:
+    """A stream sent with send_rtp arrives at the other peer; RTCP about its SSRC comes back to listen_rtcp."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    hooks.restrict_host_addresses(["127.0.0.1"])
+    try:
+        sending = a.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+        await negotiate(a, b)
+        receiving = b.getTransceivers()[0].receiver
+        seen: list[int] = []
+        hooks.observe_receiver(receiving, lambda p: seen.append(p.sequence_number))
+        heard: list[object] = []
+
+        async def on_rtcp(packet: object) -> None:
+            heard.append(packet)
+
+        transport = sending.sender.transport
+        hooks.listen_rtcp(transport, 4242, on_rtcp)
+        payload_type = hooks.negotiated_codecs(sending)[0].payloadType
+        for seq in range(5):
+            await hooks.send_rtp(transport, RtpPacket(payload_type=payload_type, sequence_number=seq, ssrc=4242,
+                                                      payload=b"\x10\x00\x00"))
+        for _ in range(40):
+            if len(seen) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == [0, 1, 2, 3, 4]
+        await receiving._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=4242))
+        for _ in range(40):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(heard[0], RtcpPsfbPacket) and heard[0].media_ssrc == 4242
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_feedback_watch_measures_the_round_trip_of_any_recent_sender_report() -> None:
+    import time
+
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        sender = pc.addTransceiver(ForwardedTrack("audio"), direction="sendonly").sender
+        sent: list[object] = []
+
+        async def capture(packets: list[object]) -> None:
+            sent.extend(packets)
+
+        sender._send_rtcp = capture  # type: ignore[method-assign]  # stands for the transport
+        watch = hooks.watch_feedback(sender)
+        ssrc = sender._ssrc
+        for ntp in (1 << 40, 2 << 40, 3 << 40):  # three reports, a round trip of ~0.3 s echoes the first
+            info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=0, packet_count=0, octet_count=0)
+            await sender._send_rtcp([RtcpSrPacket(ssrc=ssrc, sender_info=info)])
+        assert len(sent) == 3
+        await asyncio.sleep(0.3)
+        lsr = ((1 << 40) >> 16) & 0xFFFFFFFF
+        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+                                  lsr=lsr, dlsr=int(0.1 * 65536))
+        before = time.monotonic()
+        await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert watch.rtt is not None and 0.15 < watch.rtt < 0.5 and watch.rtt_at >= before
+    finally:
+        await pc.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -112,3 +113,20 @@ async def test_media_restart_reconnects_with_only_a_freeze(server: Server, clean
     assert a.video_from(b.id) is track_before
     frames = track_before.frames  # type: ignore[union-attr]
     await wait_for(lambda: track_before.frames > frames + 20, timeout=10)  # type: ignore[union-attr]
+
+
+async def test_opus_is_offered_with_in_band_fec_and_dtx(server: Server, cleanup: list[Participant]) -> None:
+    a, b = peer(server, "opus", "A"), peer(server, "opus", "B")
+    cleanup += [a, b]
+    await a.join()
+    await b.join()
+    await wait_for(lambda: (v := a.audio_from(b.id)) is not None and v.frames > 10, timeout=15)
+    assert a.pc is not None and a.pc.remoteDescription is not None
+    sections = a.pc.remoteDescription.sdp.split("m=")[1:]
+    audio = [s for s in sections if s.startswith("audio")]
+    assert len(audio) == 2  # what A publishes and what it receives from B
+    for section in audio:
+        opus = re.search(r"a=rtpmap:(\d+) opus/48000", section)
+        assert opus is not None, section
+        fmtp = re.search(rf"a=fmtp:{opus.group(1)} (\S+)", section)
+        assert fmtp is not None and {"useinbandfec=1", "usedtx=1"} <= set(fmtp.group(1).split(";")), section

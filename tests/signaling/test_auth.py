@@ -23,6 +23,7 @@ import pytest_asyncio
 import socketio
 from support import ACCOUNTS, PASSWORD, ROOT, SECRET, PatternVideoTrack, Server, ToneAudioTrack, server_fixture, wait_for
 
+from client.lobby import LobbyClient
 from client.participant import Participant
 from signaling.accounts import Account
 from signaling.app import create_app
@@ -90,6 +91,12 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/me"): SIGNED_IN,
     ("GET", "/api/directory"): SIGNED_IN,
     ("POST", "/api/directory/reload"): ADMIN,
+    ("GET", "/api/presence"): SIGNED_IN,
+    ("GET", "/api/consults"): SIGNED_IN,
+    ("GET", "/api/consults.csv"): ADMIN,
+    ("GET", "/api/statistics"): ADMIN,
+    ("GET", "/lobby"): PUBLIC,
+    ("GET", "/consults"): PUBLIC,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
@@ -155,6 +162,12 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         )},  # fmt: skip
         "GET /api/directory": frozenset(ROLES),
         "POST /api/directory/reload": frozenset({"admin"}),
+        "GET /metrics": frozenset({"admin"}),  # or the configured scrape token (tests/signaling/test_metrics.py)
+        "GET /api/presence": frozenset(ROLES),
+        "GET /api/consults": frozenset(ROLES),
+        "GET /api/consults/{id}": frozenset(ROLES),  # and then only one's own consults, below
+        "GET /api/consults.csv": frozenset({"admin"}),
+        "GET /api/statistics": frozenset({"admin"}),
         **{route: frozenset({"admin"}) for route in (
             "GET /api/recordings", "GET /api/recordings/{id}", "GET /api/recordings/{id}/tracks/{file}",
             "GET /api/recordings/{id}/combined", "GET /api/recordings/{id}/zip", "POST /api/recordings/{id}/combine",
@@ -420,3 +433,91 @@ async def test_password_change_and_removal_take_effect_at_once(server: Server) -
     assert hoichan_user(server, "remove", "bs.moi").returncode == 0
     assert (await http("GET", server.url + "/api/me", second))[0] == 401
     assert (await http("POST", server.url + "/api/login", None, {**login, "password": "mat-khau-thu-hai"}))[0] == 401
+
+
+# ---------------------------------------------------------------------------------------------- the lobby
+
+CONSULT = {"specialty": "tim-mach", "urgency": "routine", "summary": "Đau ngực cấp"}
+# Each caller's attempts, in order, against a consult that the district doctor ("doctor") requested and that rings
+# the central doctor ("specialist"): the expected answer is "ok" or the error code. Refused attempts change nothing.
+LOBBY_MATRIX: dict[str, list[tuple[str, str]]] = {
+    "guest": [(e, "forbidden") for e in ("lobby-enter", "duty", "consult-request", "consult-cancel",
+                                          "consult-accept", "consult-decline", "consult-invite")],  # fmt: skip
+    "technician": [("lobby-enter", "ok")] + [(e, "forbidden") for e in (
+        "duty", "consult-request", "consult-cancel", "consult-accept", "consult-decline", "consult-invite")],
+    "admin": [("lobby-enter", "ok")] + [(e, "forbidden") for e in (
+        "duty", "consult-request", "consult-cancel", "consult-accept", "consult-decline", "consult-invite")],
+    "other_doctor": [("lobby-enter", "ok"), ("duty", "forbidden"), ("consult-cancel", "forbidden"),
+                     ("consult-accept", "forbidden"), ("consult-decline", "forbidden"),
+                     ("consult-invite", "forbidden")],  # fmt: skip
+    "doctor": [("lobby-enter", "ok"), ("duty", "forbidden"), ("consult-accept", "forbidden"),
+               ("consult-decline", "forbidden"), ("consult-invite", "forbidden"), ("consult-cancel", "ok")],
+    "specialist": [("lobby-enter", "ok"), ("consult-request", "forbidden"), ("consult-cancel", "forbidden"),
+                   ("consult-invite", "forbidden"), ("duty", "ok"), ("consult-accept", "ok"),
+                   ("consult-invite", "ok")],  # fmt: skip
+}
+
+@pytest.mark.parametrize("caller", list(LOBBY_MATRIX))
+async def test_lobby_event_matrix(server: Server, caller: str) -> None:
+    district = LobbyClient(server.url, await server.login("doctor"), ACCOUNTS["doctor"]["username"])
+    central = LobbyClient(server.url, await server.login("specialist"), ACCOUNTS["specialist"]["username"])
+    await district.connect()
+    await central.connect()
+    await district.enter()
+    await central.enter(on_duty=True)
+    consult = (await district.call("consult-request", CONSULT))["consult"]
+    await central.wait(lambda: central.my_ring(consult["id"]) is not None)
+    actor = {"doctor": district, "specialist": central}.get(caller)
+    if actor is None:
+        actor = LobbyClient(server.url, None if caller == "guest" else await server.login(caller))
+        await actor.connect()
+    payloads = {
+        "lobby-enter": {},
+        "duty": {"onDuty": True},
+        "consult-request": CONSULT,
+        "consult-cancel": {"consult": consult["id"]},
+        "consult-accept": {"consult": consult["id"]},
+        "consult-decline": {"consult": consult["id"]},
+        "consult-invite": {"consult": consult["id"], "username": ACCOUNTS["pediatrician"]["username"]},
+    }
+    try:
+        for event, expected in LOBBY_MATRIX[caller]:
+            _, before = await server.get(f"/api/consults/{consult['id']}", user="admin")
+            answer = await actor.call(event, payloads[event])
+            if expected == "ok":
+                assert answer["ok"] is True, (event, answer)
+                continue
+            assert answer["ok"] is False and answer["error"]["code"] == expected, (event, answer)
+            assert actor.errors[-1]["code"] == expected
+            _, after = await server.get(f"/api/consults/{consult['id']}", user="admin")
+            assert after == before, event  # refused: the consult and its log are as they were
+            _, consults = await server.get("/api/consults", user="admin")
+            assert consults["consults"][0]["id"] == consult["id"]  # no new consult either
+    finally:
+        if (await server.get(f"/api/consults/{consult['id']}", user="admin"))[1]["outcome"] == "open":
+            await district.call("consult-cancel", {"consult": consult["id"]})
+        await central.call("duty", {"onDuty": False})
+        for client in {district, central, actor}:
+            await client.close()
+
+
+async def test_consult_details_are_for_its_parties_and_facilities(server: Server) -> None:
+    district = LobbyClient(server.url, await server.login("doctor"), ACCOUNTS["doctor"]["username"])
+    await district.connect()
+    await district.enter()
+    consult = (await district.call("consult-request", {**CONSULT, "summary": "Chi tiết"}))["consult"]
+    await district.call("consult-cancel", {"consult": consult["id"]})
+    await district.close()
+    path = f"/api/consults/{consult['id']}"
+    seen = {caller: (await server.get(path, user=caller))[0]
+            for caller in ("admin", "doctor", "technician", "specialist", "other_doctor", "other_technician")}
+    assert seen == {"admin": 200, "doctor": 200, "technician": 200, "specialist": 404, "other_doctor": 404,
+                    "other_technician": 404}  # fmt: skip
+    listed = {caller: [c["id"] for c in (await server.get("/api/consults", user=caller))[1]["consults"]]
+              for caller in ("admin", "doctor", "technician", "other_doctor", "other_technician")}
+    assert consult["id"] in listed["admin"] and consult["id"] in listed["doctor"]
+    assert consult["id"] in listed["technician"]  # the technician's own facility called
+    assert consult["id"] not in listed["other_doctor"] and consult["id"] not in listed["other_technician"]
+    for bad in ("expired", "forged", "revoked", "garbage", "none"):
+        status, _, _, _ = await http("GET", server.url + path, await token_for(server, bad))
+        assert status == 401

@@ -305,7 +305,30 @@ BAD_VALUES = [
         "logging: {level: verbose}",
         "config error: logging.level: must be one of DEBUG, INFO, WARNING, ERROR (got 'verbose')",
     ),
+    ("logging: {format: xml}", "config error: logging.format: must be 'text' or 'json' (got 'xml')"),
+    (
+        "cluster: {role: media}",
+        "config error: cluster.redis_url: required when role is media (signaling and media nodes meet in Redis)",
+    ),
+    ("cluster: {role: edge}", "config error: cluster.role: must be 'all', 'signaling' or 'media' (got 'edge')"),
+    ("cluster: {redis_url: 'http://x'}", "config error: cluster.redis_url: must be a redis:// or rediss:// URL"),
+    (
+        "cluster: {heartbeat_interval: 2, node_timeout: 1}",
+        "config error: cluster.node_timeout: must be > heartbeat_interval (2) (got 1)",
+    ),
+    ("cluster: {node_id: 'a b'}", "config error: cluster.node_id: must be 1-64 letters, digits, '_', '.' or '-'"),
+    ("cluster: {key_prefix: ''}", "config error: cluster.key_prefix: must be 1-64 letters, digits"),
+    ("metrics: {token: short}", "config error: metrics.token: must be at least 16 characters (got 5)"),
 ]
+
+
+def test_cluster_settings(tmp_path: Path) -> None:
+    config = load_config(None, {"HOICHAN_CLUSTER__ROLE": "media", "HOICHAN_CLUSTER__REDIS_URL": "redis://10.0.0.2/1",
+                                "HOICHAN_CLUSTER__NODE_ID": "media-1", "HOICHAN_METRICS__TOKEN": "x" * 20})
+    assert (config.cluster.role, config.cluster.redis_url, config.cluster.node_id) == ("media", "redis://10.0.0.2/1",
+                                                                                     "media-1")
+    assert config.cluster.enabled and config.metrics.token == "x" * 20
+    assert not Config().cluster.enabled and Config().cluster.role == "all"
 
 
 @pytest.mark.parametrize(("yaml_text", "expected"), BAD_VALUES, ids=[case[0] for case in BAD_VALUES])
@@ -371,7 +394,7 @@ def test_tls_cert_and_key_go_together(tmp_path: Path) -> None:
             "media: {ice_servers: [{urls: 'stun:x', password: p}]}",
             "config error: media.ice_servers[0].password: unknown key (known keys: urls, username, credential)",
         ),
-        ("logging: {format: json}", "config error: logging.format: unknown key (known keys: level)"),
+        ("logging: {colour: true}", "config error: logging.colour: unknown key (known keys: level, format)"),
     ],
 )
 def test_unknown_key_rejected(tmp_path: Path, yaml_text: str, expected: str) -> None:

@@ -10,6 +10,7 @@ import { Session } from './session.js';
 import { SharedPanel } from './sharing.js';
 import { Tile, TileGrid } from './tiles.js';
 import { Banner } from './banner.js';
+import { offerInvite } from './consult-invite.js';
 import { toast } from './toast.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -123,6 +124,7 @@ async function main(room) {
   wireSession(session, grid, renderSelf, selfTile);
   addEventListener('pagehide', () => session?.leaveNow());
   session.start();
+  offerInvite(room, who.user, () => session?.signaling, $('lang-toggle'));
 }
 
 /** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf @param {Tile} selfTile */

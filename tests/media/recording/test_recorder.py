@@ -241,3 +241,25 @@ async def test_h264_publisher_is_recorded_as_received_in_matroska(recording_serv
     codec, frames, pts = decode(recordings(recording_server) / recording_id / video["file"])
     assert codec == "h264" and pts == sorted(pts)
     assert frames >= 20 * video["duration"] > 0
+
+
+async def test_a_recording_is_continued_only_if_it_is_an_open_recording_of_that_room(tmp_path: Path) -> None:
+    """Cluster failover reopens a recording by id (media/recording/recorder.py ``_reopen``): bad ids change nothing."""
+    from media.recording.recorder import RoomRecorder
+
+    async def alert(message: str) -> None:
+        pass
+
+    first = RoomRecorder(tmp_path, "ward", {"node_id": "a"}, alert)
+    await first.stop()
+    elsewhere = RoomRecorder(tmp_path, "other", {"node_id": "a"}, alert)  # open, but another room's
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for bad in ("../../etc", "20261123T000000Z-ward-zzzzzz", elsewhere.id):
+        with pytest.raises((ValueError, FileNotFoundError)):
+            RoomRecorder(tmp_path, "ward", {"continue": bad}, alert)
+    with pytest.raises(ValueError):  # complete, not open: a finished recording is never reopened
+        RoomRecorder(tmp_path, "ward", {"continue": first.id, "node_id": "b"}, alert)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    manifest = json.loads((tmp_path / first.id / "manifest.json").read_text())
+    assert manifest["state"] == "complete" and manifest["node_id"] == "a" and "resumed" not in manifest
+    await elsewhere.stop()

@@ -95,7 +95,9 @@ async def test_a_one_off_session_opens_on_time_and_notifies_its_parties(
 
 
 async def test_a_scheduled_room_is_closed_to_accounts_that_are_not_its_parties(server: Server) -> None:
-    body = {"title": "Giao ban", "kind": "weekly", "weekday": 2, "time": "08:00", "accounts": ["pgs.tim"]}
+    # a facility of the directory that has no account yet is still a valid party
+    body = {"title": "Giao ban", "kind": "weekly", "weekday": 2, "time": "08:00", "accounts": ["pgs.tim"],
+            "facilities": ["so-y-te-lai-chau"]}  # fmt: skip
     status, answer = await create(server, body)
     assert status == 201, answer
     room = f"lich-{answer['schedule']['id']}-202612010800"
@@ -142,6 +144,7 @@ GOOD = {"title": "Hội chẩn", "kind": "weekly", "weekday": 2, "time": "08:00"
         ({"accounts": ["khong.co"]}, "unknown-account", "khong.co"),
         ({"accounts": [], "facilities": ["bv-khong-co"]}, "unknown-facility", "bv-khong-co"),
         ({"accounts": []}, "invalid-payload", "at least one party"),
+        ({"specialty": "phep-thuat"}, "unknown-specialty", "phep-thuat"),
         ({"time": "25:00"}, "invalid-payload", "time"),
         ({"time": "8h"}, "invalid-payload", "time"),
         ({"weekday": 8}, "invalid-payload", "weekday"),

@@ -1,0 +1,20 @@
+"""Redis clients for cluster mode, with short timeouts: an unreachable Redis must fail a request in about a
+second, never hang it (redis-py would otherwise retry with back-off)."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .bus import POLL
+
+CONNECT_TIMEOUT = 1.0
+COMMAND_TIMEOUT = 2.0
+
+
+def connect(url: str) -> tuple[Redis, Redis]:
+    """A client for commands and scripts, and one for blocking reads (BLPOP), whose reads may last ``POLL``."""
+    common = {"socket_connect_timeout": CONNECT_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
+    return (Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT, **common),
+            Redis.from_url(url, socket_timeout=POLL + COMMAND_TIMEOUT, **common))

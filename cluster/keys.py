@@ -1,0 +1,48 @@
+"""Every Redis key cluster mode uses, in one place (the layout is documented in docs/cluster.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    @property
+    def nodes(self) -> str:
+        """Set of media node ids that have reported at least once (dead ones are pruned by placement)."""
+        return f"{self.prefix}nodes"
+
+    def node(self, node_id: str) -> str:
+        """Hash: a media node's last reported load (rooms, participants, streams, cpu, pid, host, updated_at)."""
+        return f"{self.prefix}node:{node_id}"
+
+    def alive(self, node_id: str) -> str:
+        """String with a TTL of ``cluster.node_timeout``: the node's current incarnation; gone = node dead."""
+        return f"{self.prefix}node:{node_id}:alive"
+
+    def placed(self, node_id: str) -> str:
+        """Sorted set: the rooms placed on a node, scored by when last placed or re-asserted (Unix seconds)."""
+        return f"{self.prefix}node:{node_id}:rooms"
+
+    def commands(self, node_id: str) -> str:
+        """List: requests for a media node (RPUSH by signaling, BLPOP by the node)."""
+        return f"{self.prefix}node:{node_id}:commands"
+
+    def room(self, room_id: str) -> str:
+        """String: the id of the media node a room lives on."""
+        return f"{self.prefix}room:{room_id}"
+
+    def recording(self, room_id: str) -> str:
+        """String (JSON ``{"id", "meta"}``): the recording of a room, so the node it moves to carries it on."""
+        return f"{self.prefix}room:{room_id}:recording"
+
+    def inbox(self, process_id: str) -> str:
+        """List: replies and media notifications for one signaling process."""
+        return f"{self.prefix}process:{process_id}:inbox"
+
+    @staticmethod
+    def process_alive(inbox: str) -> str:
+        """String with a TTL of ``cluster.node_timeout``, beside a signaling process's inbox: gone = process dead."""
+        return inbox.removesuffix(":inbox") + ":alive"

@@ -1,0 +1,60 @@
+"""Producer/Consumer logic on real aiortc transceivers (no network): what the relay tells publishers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+from media.forwarder import LOSS_FRESH, Consumer, Producer
+from media.transport import ForwardedTrack
+
+
+@pytest.fixture
+async def pc() -> AsyncIterator[RTCPeerConnection]:
+    connection = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    yield connection
+    await connection.close()
+
+
+def receiver_report(ssrc: int, fraction_lost: int) -> RtcpRrPacket:
+    info = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=fraction_lost, packets_lost=0, highest_sequence=1, jitter=0,
+                            lsr=0, dlsr=0)
+    return RtcpRrPacket(ssrc=1, reports=[info])
+
+
+async def test_publisher_hears_the_worst_audio_loss_of_its_subscribers(pc: RTCPeerConnection) -> None:
+    upstream: list[RtcpRrPacket] = []
+
+    async def capture(packet: RtcpRrPacket) -> None:
+        upstream.append(packet)
+
+    producers = {}
+    for kind in ("audio", "video"):
+        published = pc.addTransceiver(kind, direction="recvonly")
+        published.receiver._send_rtcp = capture  # type: ignore[method-assign]  # what would go to the publisher
+        producers[kind] = Producer("publisher", kind)
+        producers[kind].attach(published)
+    consumers = {kind: [Consumer(producers[kind], pc.addTransceiver(ForwardedTrack(kind), direction="sendonly"))
+                        for _ in range(2)] for kind in ("audio", "video")}
+
+    # two subscribers report 5 % and 20 % loss on the audio they receive (their receiver reports reach our senders)
+    for consumer, lost in zip(consumers["audio"], (13, 51), strict=True):
+        await consumer.sender._handle_rtcp_packet(receiver_report(consumer.sender._ssrc, lost))
+    await consumers["video"][0].sender._handle_rtcp_packet(receiver_report(consumers["video"][0].sender._ssrc, 200))
+    audio_receiver = producers["audio"]._receiver
+    video_receiver = producers["video"]._receiver
+    assert audio_receiver is not None and video_receiver is not None
+    await audio_receiver._send_rtcp(receiver_report(1234, 3))
+    await video_receiver._send_rtcp(receiver_report(5678, 3))
+    # audio: the worst subscriber's loss; video keeps its own (its publisher adapts to REMB instead)
+    assert [p.reports[0].fraction_lost for p in upstream] == [51, 3]
+
+    # a subscriber that has not reported for a while no longer counts; the uplink's own loss always does
+    consumers["audio"][1].feedback.report_at = time.monotonic() - LOSS_FRESH - 1
+    await audio_receiver._send_rtcp(receiver_report(1234, 3))
+    await audio_receiver._send_rtcp(receiver_report(1234, 100))
+    assert [p.reports[0].fraction_lost for p in upstream[2:]] == [13, 100]
