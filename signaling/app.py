@@ -42,6 +42,9 @@ from .presence import Presence
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
+from .linktests import api as linktests_api
+from .linktests.history import LinkTestHistory
+from .linktests.service import LinkTests
 from .schedules import api as schedules_api
 from .schedules.scheduler import Scheduler
 from .schedules.store import ScheduleStore
@@ -210,7 +213,10 @@ def create_app(config: Config) -> web.Application:
     sio.attach(app)
 
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
-        await events.notify(participant_id, event, payload)
+        if event.startswith("linktest-"):  # about a link test (its id in place of a participant's)
+            await link_tests.on_media(participant_id, event, payload)
+        else:
+            await events.notify(participant_id, event, payload)
 
     async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await links.observe(participant_id, event, payload)
@@ -243,6 +249,7 @@ def create_app(config: Config) -> web.Application:
     )
     scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
 
+    link_tests = LinkTests(events, media, LinkTestHistory(connect(config.store.path)), directory, config)
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
@@ -325,6 +332,7 @@ def create_app(config: Config) -> web.Application:
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
+    linktests_api.add_routes(app, link_tests)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
