@@ -73,6 +73,8 @@ class RelayedTrack(MediaStreamTrack):
 class EncodingConsumer:
     """The part of ``Consumer`` that ``PeerTransport`` uses; the sender's own encoder loop does the sending."""
 
+    active = False  # nothing for the subscriber's downlink to adapt: the sender encodes for it alone
+
     def __init__(self, producer: Producer, transceiver: RTCRtpTransceiver) -> None:
         self.producer = producer
         self.transceiver = transceiver

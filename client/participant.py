@@ -23,7 +23,11 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from media import hooks
+
 from .link_emulator import LinkEmulator
+from .receive_stats import AudioLoss
+from .simulcast import SimulcastVideo
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ def keep_video_codec(sdp: str, mime: str) -> str:
 
 @dataclass
 class ReceivedTrack:
-    """What arrived on one remote track: decoded frame count and the last frame's size."""
+    """What arrived on one remote track: decoded frame count, frame sizes, and (audio) packet loss."""
 
     participant_id: str
     kind: str
@@ -62,6 +66,9 @@ class ReceivedTrack:
     height: int = 0
     first_frame_at: float | None = None
     last_frame_at: float | None = None
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # video: frames decoded at each size
+    frame_times: list[float] = field(default_factory=list, repr=False)  # video: when each frame was decoded
+    audio_loss: AudioLoss | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def consume(self) -> None:
@@ -75,6 +82,8 @@ class ReceivedTrack:
                     self.first_frame_at = now
                 if self.kind == "video":
                     self.width, self.height = frame.width, frame.height
+                    self.sizes[(frame.width, frame.height)] = self.sizes.get((frame.width, frame.height), 0) + 1
+                    self.frame_times.append(now)
         except MediaStreamError:
             pass
 
@@ -93,10 +102,12 @@ class Participant:
         token: str | None = None,
         video_codec: str | None = None,
         emulator: LinkEmulator | None = None,
+        simulcast: SimulcastVideo | None = None,
     ) -> None:
         """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest.
         ``video_codec``: accept only this video codec (e.g. ``video/H264``), as a device without VP8 would.
-        ``emulator``: send all media through this emulated link (its impairments apply to every packet)."""
+        ``emulator``: send all media through this emulated link (its impairments apply to every packet).
+        ``simulcast``: publish video as several encodings (its source, not ``tracks``, is the camera)."""
         self.url = url
         self.room = room
         self.name = name
@@ -108,6 +119,7 @@ class Participant:
         self.token = token
         self.video_codec = video_codec
         self.emulator = emulator
+        self.simulcast = simulcast
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -174,6 +186,10 @@ class Participant:
                 if transceiver.receiver.track is track and transceiver.mid in self._track_map:
                     info = self._track_map[transceiver.mid]
                     received = ReceivedTrack(info["participantId"], info["kind"], track)
+                    if received.kind == "audio":
+                        loss = received.audio_loss = AudioLoss()
+                        hooks.observe_receiver(transceiver.receiver,
+                                               lambda packet: loss.add(packet.sequence_number, packet.payload))
                     if self.consume:
                         received.task = asyncio.ensure_future(received.consume())
                     self.received[transceiver.mid] = received
@@ -190,8 +206,13 @@ class Participant:
         if self.emulator is not None:
             offer = self.emulator.rewrite_server_sdp(offer)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        simulcast_slot = None
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid in self._track_map or transceiver.sender.track is not None:
+                continue
+            if transceiver.kind == "video" and self.simulcast is not None:
+                simulcast_slot = transceiver  # the simulcast sender sends on it, not aiortc's
+                transceiver.direction = "sendonly"
                 continue
             track = self.tracks.get(transceiver.kind)
             if track is not None:
@@ -203,6 +224,8 @@ class Participant:
         if self.emulator is not None:
             local = self.emulator.strip_candidates(local)
         await self.sio.emit("answer", {"sdp": local})
+        if simulcast_slot is not None and self.simulcast is not None:
+            self.simulcast.start(simulcast_slot)
         self._negotiated.set()
 
     async def _on_answer(self, data: dict[str, Any]) -> None:
@@ -261,6 +284,8 @@ class Participant:
         await self.close_media()
 
     async def close_media(self) -> None:
+        if self.simulcast is not None:
+            self.simulcast.stop()
         for received in self.received.values():
             if received.task is not None:
                 received.task.cancel()

@@ -4,6 +4,12 @@ A ``Producer`` is one participant's audio or video entering the relay. It outliv
 connections: when the participant reconnects, the new upstream is attached to the same producer and each
 ``Consumer`` (one copy sent to one other participant) rewrites sequence numbers and timestamps so its stream
 stays continuous, waiting for a keyframe before it sends video again.
+
+Simulcast: a browser asked for it (``simulcast.py``) sends each of its video encodings on an SSRC of its own,
+named by the rid header extension in its first packets. The producer keeps them apart as layers, 0 the lowest;
+each consumer forwards one layer at a time, the one its subscriber's downlink can carry (``downlink.py``), or none
+(paused). It switches only at a keyframe of the new layer, and renumbers sequence numbers, timestamps and VP8
+picture ids so that its subscriber sees one continuous stream.
 """
 
 from __future__ import annotations
@@ -23,18 +29,26 @@ from aiortc.rtp import RtcpRrPacket, RtpPacket
 from . import hooks
 from .rtp import (
     ExtensionKey,
+    Vp8Ids,
     is_h264_keyframe_start,
     is_vp8_keyframe_start,
+    renumber_vp8,
     stamp,
+    stamp_renumbered,
     template,
+    vp8_ids,
 )
+from .simulcast import RIDS
 
 logger = logging.getLogger(__name__)
 
-HISTORY_SIZE = 512  # packets kept per producer to answer consumers' NACKs (≈ 5 s of 600 kbit/s video)
-PLI_INTERVAL = 0.5  # at most one keyframe request upstream per producer per interval
+HISTORY_SIZE = 512  # packets kept per layer to answer consumers' NACKs (≈ 5 s of 600 kbit/s video)
+PLI_INTERVAL = 0.5  # at most one keyframe request upstream per layer per interval
 KEYFRAME_RETRY = 1.0  # a consumer still waiting for a keyframe asks again after this long
 LOSS_FRESH = 5.0  # seconds a subscriber's receiver report counts towards what its publisher is told
+RATE_INTERVAL = 0.5  # layer bitrates are measured over at least this long
+PACKET_OVERHEAD = 58  # bytes a packet costs on the wire beyond its payload: RTP header, extensions, SRTP tag, UDP, IP
+SEGMENTS_KEPT = 3  # a consumer answers NACKs for packets of its last few layer switches
 
 
 def codec_key(codec: Any) -> str:
@@ -51,6 +65,33 @@ class PacketSink(Protocol):
     def feed(self, producer: "Producer", packet: RtpPacket, codec: Any) -> None: ...
 
 
+class Layer:
+    """One encoding of a producer (the only one without simulcast): its SSRC, history and measured bitrate."""
+
+    __slots__ = ("_mark", "active", "history", "index", "octets", "packets", "rate", "rid", "ssrc")
+
+    def __init__(self, index: int, ssrc: int, rid: str | None) -> None:
+        self.index = index
+        self.ssrc = ssrc
+        self.rid = rid
+        self.history: list[RtpPacket | None] = [None] * HISTORY_SIZE
+        self.octets = 0
+        self.packets = 0
+        self.rate = 0.0  # bit/s on the wire, smoothed
+        self.active = True  # packets arrived during the last measurement
+        self._mark = (0, 0, time.monotonic())
+
+    def measure(self, now: float) -> None:
+        octets, packets, at = self._mark
+        elapsed = now - at
+        if elapsed <= 0:
+            return
+        sent = ((self.octets - octets) + (self.packets - packets) * PACKET_OVERHEAD) * 8 / elapsed
+        self.rate = sent if not self.rate else 0.5 * self.rate + 0.5 * sent
+        self.active = self.packets > packets
+        self._mark = (self.octets, self.packets, now)
+
+
 class Producer:
     """One participant's track entering the relay, forwarded to every consumer."""
 
@@ -61,22 +102,26 @@ class Producer:
         self.sink: PacketSink | None = None
         self.epoch = 0  # bumped whenever a new upstream (peer connection) is attached
         self.packets_received = 0
+        self.layers: list[Layer] = []  # lowest first
+        self.simulcast = False  # more than one layer seen
+        self.level = 127.0  # audio: smoothed level in -dBov from the audio-level extension (0 loudest, 127 silence)
+        self._by_ssrc: dict[int, Layer] = {}
         self._codecs: dict[int, Any] = {}
         self._receiver: RTCRtpReceiver | None = None
-        self._media_ssrc: int | None = None
-        self._history: list[RtpPacket | None] = [None] * HISTORY_SIZE
-        self._last_pli = 0.0
-        self._pli_scheduled = False
+        self._measured_at = 0.0
+        self._last_pli: dict[int, float] = {}
+        self._pli_scheduled: set[int] = set()
         self._closed = False
 
     def attach(self, transceiver: RTCRtpTransceiver) -> None:
         """Take packets from a (new) upstream receiver; consumers resynchronise on the next keyframe."""
         self._receiver = transceiver.receiver
-        self._media_ssrc = None
         self._codecs = {}
-        self._history = [None] * HISTORY_SIZE
+        self.layers, self._by_ssrc, self.simulcast = [], {}, False
         self.epoch += 1
         receiver = transceiver.receiver
+        if self.kind == "video":
+            hooks.prepare_simulcast_receiver(receiver)
         hooks.tap_receiver(receiver, lambda packet: self._on_packet(receiver, packet))
         hooks.rewrite_receiver_rtcp(receiver, self._upstream_rtcp)
 
@@ -92,11 +137,21 @@ class Producer:
             consumer.close()
         self.consumers.clear()
 
-    def history(self, sequence_number: int) -> RtpPacket | None:
-        packet = self._history[sequence_number % HISTORY_SIZE]
-        if packet is not None and packet.sequence_number == sequence_number:
-            return packet
+    def history(self, layer: int, sequence_number: int) -> RtpPacket | None:
+        for candidate in self.layers:
+            if candidate.index == layer:
+                packet = candidate.history[sequence_number % HISTORY_SIZE]
+                if packet is not None and packet.sequence_number == sequence_number:
+                    return packet
         return None
+
+    def measure(self, now: float) -> list[Layer]:
+        """The layers with their bitrates, measured at most every ``RATE_INTERVAL`` whoever asks."""
+        if now - self._measured_at >= RATE_INTERVAL:
+            self._measured_at = now
+            for layer in self.layers:
+                layer.measure(now)
+        return self.layers
 
     def downstream_loss(self) -> int:
         """The worst loss (8-bit fraction) any subscriber reported for this track in the last ``LOSS_FRESH`` s."""
@@ -115,55 +170,115 @@ class Producer:
                 report.fraction_lost = max(report.fraction_lost, worst)
         return packet
 
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe, coalescing bursts of requests from many consumers."""
-        if self.kind != "video" or self._closed or self._pli_scheduled:
+    def request_keyframe(self, layer: int | None = None) -> None:
+        """Ask the publisher for a keyframe of ``layer`` (every layer: None), coalescing bursts of requests."""
+        if self.kind != "video" or self._closed:
             return
-        wait = self._last_pli + PLI_INTERVAL - time.monotonic()
-        if wait <= 0:
-            self._send_pli()
-        else:
-            self._pli_scheduled = True
-            asyncio.get_running_loop().call_later(wait, self._send_pli)
+        for candidate in self.layers:
+            index = candidate.index
+            if (layer is not None and index != layer) or index in self._pli_scheduled:
+                continue
+            wait = self._last_pli.get(index, 0.0) + PLI_INTERVAL - time.monotonic()
+            if wait <= 0:
+                self._send_pli(index)
+            else:
+                self._pli_scheduled.add(index)
+                asyncio.get_running_loop().call_later(wait, self._send_pli, index)
 
-    def _send_pli(self) -> None:
-        self._pli_scheduled = False
-        if self._closed or self._receiver is None or self._media_ssrc is None:
+    def _send_pli(self, index: int) -> None:
+        self._pli_scheduled.discard(index)
+        layer = next((c for c in self.layers if c.index == index), None)
+        if self._closed or self._receiver is None or layer is None:
             return
-        self._last_pli = time.monotonic()
-        asyncio.ensure_future(self._receiver._send_rtcp_pli(self._media_ssrc))
+        self._last_pli[index] = time.monotonic()
+        asyncio.ensure_future(self._receiver._send_rtcp_pli(layer.ssrc))
+
+    def _new_layer(self, packet: RtpPacket) -> Layer | None:
+        """The layer of a packet from an SSRC not seen yet: its rid names it; without one it is the only layer."""
+        rid = packet.extensions.rtp_stream_id
+        if rid is None:
+            if self.simulcast:
+                return None  # a simulcast stream whose first packets (with the rid) were lost: wait for a PLI
+            index = 0
+        elif rid in RIDS:
+            index = RIDS.index(rid)
+        else:
+            return None
+        self.layers = [c for c in self.layers if c.index != index]  # a restarted encoding replaces its old SSRC
+        self._by_ssrc = {ssrc: c for ssrc, c in self._by_ssrc.items() if c.index != index}
+        layer = Layer(index, packet.ssrc, rid)
+        self._by_ssrc[packet.ssrc] = layer
+        self.layers = sorted([*self.layers, layer], key=lambda c: c.index)
+        self.simulcast = len(self.layers) > 1
+        return layer
 
     async def _on_packet(self, receiver: RTCRtpReceiver, packet: RtpPacket) -> None:
-        if self._closed or receiver is not self._receiver or not packet.payload:  # gone, stale upstream, or padding
+        if self._closed or receiver is not self._receiver:  # gone, or a stale upstream
             return
+        layer = self._by_ssrc.get(packet.ssrc)
+        if layer is None:
+            layer = self._new_layer(packet)
+            if layer is None:
+                return
         codec = self._codecs.get(packet.payload_type)
-        if codec is None:
+        if codec is None or not packet.payload:  # not negotiated yet, or padding
             return
         self.packets_received += 1
-        self._media_ssrc = packet.ssrc
-        self._history[packet.sequence_number % HISTORY_SIZE] = packet
+        layer.history[packet.sequence_number % HISTORY_SIZE] = packet
+        layer.octets += len(packet.payload)
+        layer.packets += 1
         key = codec_key(codec)
+        ids: Vp8Ids | None = None
         if self.kind == "video":
-            detect = is_h264_keyframe_start if key.startswith("video/h264") else is_vp8_keyframe_start
-            keyframe = detect(packet.payload)
+            if key.startswith("video/h264"):
+                keyframe = is_h264_keyframe_start(packet.payload)
+            else:
+                keyframe = is_vp8_keyframe_start(packet.payload)
+                if self.simulcast:
+                    ids = vp8_ids(packet.payload)
         else:
             keyframe = True
+            level = packet.extensions.audio_level
+            if level is not None:
+                self.level = 0.8 * self.level + 0.2 * level[1]
         if self.sink is not None:
             self.sink.feed(self, packet, codec)
         ntp = clock.current_ntp_time()
         templates: dict[ExtensionKey, bytes] = {}
+        index = layer.index
         for consumer in tuple(self.consumers):
-            consumer.forward(packet, key, keyframe, ntp, templates)
+            consumer.forward(packet, index, key, keyframe, ntp, templates, ids)
+
+
+class _Segment:
+    """A stretch of a consumer's output taken from one layer: what its NACKs map back to."""
+
+    __slots__ = ("layer", "out_start", "picture_offset", "seq_offset", "tl0_offset", "ts_offset")
+
+    def __init__(self, out_start: int, layer: int, seq_offset: int, ts_offset: int, picture_offset: int,
+                 tl0_offset: int) -> None:
+        self.out_start = out_start
+        self.layer = layer
+        self.seq_offset = seq_offset
+        self.ts_offset = ts_offset
+        self.picture_offset = picture_offset
+        self.tl0_offset = tl0_offset
 
 
 class Consumer:
-    """One producer's stream sent to one participant, on a sender of that participant's peer connection."""
+    """One producer's stream sent to one participant, on a sender of that participant's peer connection.
+
+    ``target`` is the layer it should forward (None: paused), set by the subscriber's downlink; ``layer`` is the
+    one it forwards now, which becomes ``target`` at the target's next keyframe.
+    """
 
     def __init__(self, producer: Producer, transceiver: RTCRtpTransceiver) -> None:
         self.producer = producer
         self.transceiver = transceiver
         self.sender: RTCRtpSender = transceiver.sender
         self.packets_sent = 0
+        self.target: int | None = 0
+        self.layer: int | None = None
         self._transport: RTCDtlsTransport = transceiver.sender.transport
         self._report = hooks.SenderReportState(self.sender)
         self.feedback = hooks.watch_feedback(self.sender)  # the subscriber's REMB and loss for this stream
@@ -175,19 +290,34 @@ class Consumer:
         self._ext_key: ExtensionKey = (None, None)
         self._active = False
         self._epoch = -1
-        self._waiting = True
         self._last_request = 0.0
         self._seq_offset = 0
         self._ts_offset = random.getrandbits(32)
+        self._picture_offset = 0
+        self._tl0_offset = 0
         self._start_seq = 0
         self._next_seq = random.getrandbits(15)  # lower half: avoids SRTP rollover trouble at start
         self._last_ts: int | None = None
         self._last_time = 0.0
+        self._last_picture: tuple[int, int] | None = None  # (picture id, TL0PICIDX) last sent
+        self._segments: list[_Segment] = []
         self._rtx_seq = random.getrandbits(15)
         self._send: Callable[[bytes], None] | None = None
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)
         self._release_reports: Callable[[], None] | None = hooks.defer_sender_reports(self.sender)
         producer.consumers.add(self)
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def ssrc(self) -> int:
+        return self._ssrc
+
+    def sent(self) -> tuple[int, int]:
+        """(payload octets, packets) sent so far, as this stream's sender reports say."""
+        return self._report.octets, self._report.packets
 
     def activate(self) -> None:
         """Start forwarding once this m-line is negotiated: learn the payload types it agreed on."""
@@ -206,16 +336,37 @@ class Consumer:
         self._active = False
         self.producer.consumers.discard(self)
 
+    def set_target(self, layer: int | None) -> None:
+        """Forward ``layer`` from its next keyframe on (asked for now), or pause (None) at once."""
+        if layer == self.target:
+            return
+        self.target = layer
+        if layer is None:
+            self.layer = None
+        elif layer != self.layer and self._active:
+            self._last_request = time.monotonic()
+            self.producer.request_keyframe(layer)
+
     def _on_keyframe_request(self) -> None:
-        self.producer.request_keyframe()
+        wanted = self.layer if self.layer is not None else self.target
+        if wanted is not None:
+            self.producer.request_keyframe(wanted)
+
+    def _want_keyframe(self) -> None:
+        now = time.monotonic()
+        if now - self._last_request > KEYFRAME_RETRY:
+            self._last_request = now
+            self.producer.request_keyframe(self.target)
 
     def forward(
         self,
         packet: RtpPacket,
+        layer: int,
         codec_key_: str,
         keyframe: bool,
         ntp: int,
         templates: dict[ExtensionKey, bytes],
+        ids: Vp8Ids | None,
     ) -> None:
         if not self._active:
             return
@@ -228,27 +379,36 @@ class Consumer:
         seq = packet.sequence_number
         if self._epoch != self.producer.epoch:
             self._epoch = self.producer.epoch
-            self._waiting = True
-        if self._waiting:
-            if not keyframe:
-                now = time.monotonic()
-                if now - self._last_request > KEYFRAME_RETRY:
-                    self._last_request = now
-                    self.producer.request_keyframe()
+            self.layer = None
+        if layer != self.layer:
+            if layer != self.target:
                 return
-            self._resync(packet)
-        elif (seq - self._start_seq) & 0xFFFF >= 0x8000:
-            return  # older than our first forwarded packet
+            if not keyframe:
+                self._want_keyframe()
+                return
+            self._resync(packet, layer, ids)
+        elif self.target != layer:  # switching: carry on with this layer until the target's keyframe
+            self._want_keyframe()
+        if (seq - self._start_seq) & 0xFFFF >= 0x8000:
+            return  # older than our first forwarded packet of this layer
         out_seq = (seq + self._seq_offset) & 0xFFFF
-        if (out_seq - self._next_seq) & 0xFFFF < 0x8000:
-            self._next_seq = (out_seq + 1) & 0xFFFF
-            self._last_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-            self._last_time = time.monotonic()
         out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        newest = (out_seq - self._next_seq) & 0xFFFF < 0x8000
+        if newest:
+            self._next_seq = (out_seq + 1) & 0xFFFF
+            self._last_ts = out_ts
+            self._last_time = time.monotonic()
         tmpl = templates.get(self._ext_key)
         if tmpl is None:
             tmpl = templates[self._ext_key] = template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF)
-        data = stamp(tmpl, packet.marker, payload_type, out_seq, out_ts, self._ssrc)
+        if ids is None:
+            data = stamp(tmpl, packet.marker, payload_type, out_seq, out_ts, self._ssrc)
+        else:
+            picture, tl0 = (ids[1] + self._picture_offset) & ids[2], (ids[4] + self._tl0_offset) & 0xFF
+            if newest:
+                self._last_picture = (picture, tl0)
+            data = stamp_renumbered(tmpl, len(packet.payload), packet.marker, payload_type, out_seq, out_ts,
+                                    self._ssrc, ids, picture, tl0)
         self._report.sent(ntp, out_ts, len(packet.payload))
         self.packets_sent += 1
         self._transmit(data)
@@ -270,38 +430,54 @@ class Consumer:
         except ConnectionError:
             pass
 
-    def _resync(self, packet: RtpPacket) -> None:
-        """Continue this consumer's sequence and timeline from a new starting packet (keyframe)."""
-        self._waiting = False
+    def _resync(self, packet: RtpPacket, layer: int, ids: Vp8Ids | None) -> None:
+        """Continue this consumer's sequence, timeline and picture ids from a keyframe (of a new layer)."""
+        self.layer = layer
         self._ext_key = hooks.extension_ids(self._transport)  # configured once the sender has started
         self._start_seq = packet.sequence_number
         self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
         if self._last_ts is not None:
             elapsed = max(1, int((time.monotonic() - self._last_time) * self._clock_rate))
             self._ts_offset = (self._last_ts + elapsed - packet.timestamp) & 0xFFFFFFFF
+        if ids is not None and self._last_picture is not None:
+            self._picture_offset = (self._last_picture[0] + 1 - ids[1]) & ids[2]
+            self._tl0_offset = (self._last_picture[1] + 1 - ids[4]) & 0xFF
+        segment = _Segment(self._next_seq, layer, self._seq_offset, self._ts_offset, self._picture_offset,
+                           self._tl0_offset)
+        self._segments = [segment, *self._segments[: SEGMENTS_KEPT - 1]]
 
     async def _on_nack(self, out_seq: int) -> None:
         """Answer a consumer's NACK from the producer's history, as RTX when negotiated."""
-        if not self._active or self._waiting:
+        if not self._active or self.layer is None:
             return
-        packet = self.producer.history((out_seq - self._seq_offset) & 0xFFFF)
+        segment = next((s for s in self._segments if (out_seq - s.out_start) & 0xFFFF < 0x8000), None)
+        if segment is None:
+            return
+        packet = self.producer.history(segment.layer, (out_seq - segment.seq_offset) & 0xFFFF)
         if packet is None:
             return
         codec = self.producer._codecs.get(packet.payload_type)
         payload_type = self._payload_types.get(codec_key(codec)) if codec is not None else None
         if payload_type is None:
             return
-        out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        out_ts = (packet.timestamp + segment.ts_offset) & 0xFFFFFFFF
         ntp = clock.current_ntp_time()
         if not hooks.is_connected(self._transport):
             return
+        payload = packet.payload
+        ids = vp8_ids(payload) if self.producer.simulcast and codec_key(codec) == "video/vp8" else None
+        if ids is not None:
+            renumbered = bytearray(payload)
+            picture, tl0 = (ids[1] + segment.picture_offset) & ids[2], (ids[4] + segment.tl0_offset) & 0xFF
+            renumber_vp8(renumbered, 0, ids, picture, tl0)
+            payload = bytes(renumbered)
         rtx_type = self._rtx_types.get(payload_type)
         if rtx_type is None:
-            data = stamp(template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF), packet.marker, payload_type,
-                         out_seq, out_ts, self._ssrc)
+            data = stamp(template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF, payload=payload), packet.marker,
+                         payload_type, out_seq, out_ts, self._ssrc)
         else:
             tmpl = template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF,
-                            payload=struct.pack("!H", out_seq) + packet.payload)
+                            payload=struct.pack("!H", out_seq) + payload)
             data = stamp(tmpl, packet.marker, rtx_type, self._rtx_seq, out_ts, self._rtx_ssrc)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         self._transmit(data)

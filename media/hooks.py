@@ -23,6 +23,8 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import codecs as aiortc_codecs
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensionsMap,
@@ -85,6 +87,67 @@ def tap_receiver(
             await on_packet(taken)
 
     receiver._handle_rtp_packet = handle_and_forward  # type: ignore[method-assign]
+
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+SIMULCAST_EXTENSION_IDS = {RID_URI: 10, REPAIRED_RID_URI: 11}  # unused by aiortc's own extensions (1-3)
+
+
+def negotiate_simulcast_extensions() -> None:
+    """Offer and accept the rid header extensions on video: a simulcast publisher names its encodings with them.
+
+    aiortc parses both extensions when negotiated, but never offers or accepts them itself.
+    """
+    video = aiortc_codecs.HEADER_EXTENSIONS["video"]
+    for uri, ext_id in SIMULCAST_EXTENSION_IDS.items():
+        if not any(e.uri == uri for e in video):
+            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
+class _NackPerSsrc:
+    """aiortc's receiver-wide NACK generator, one per SSRC: simulcast layers have sequence numbers of their own."""
+
+    def __init__(self) -> None:
+        self._generators: dict[int, NackGenerator] = {}
+        self.missing: set[int] = set()
+
+    def add(self, packet: RtpPacket) -> bool:
+        generator = self._generators.get(packet.ssrc)
+        if generator is None:
+            generator = self._generators[packet.ssrc] = NackGenerator()
+        missed = generator.add(packet)
+        self.missing = generator.missing  # read by the receiver right after, for this packet's SSRC
+        return missed
+
+
+def prepare_simulcast_receiver(receiver: RTCRtpReceiver) -> None:
+    """Let a video receiver take several rid-named streams on one m-line, each with its RTX.
+
+    aiortc keeps one NACK generator per receiver, which would mix the layers' sequence numbers into a storm of
+    NACKs; and it maps RTX to media only through SSRCs signalled in the SDP, which a browser sending simulcast
+    does not signal: its RTX packets carry the repaired stream's rid instead (in its first packets, until a
+    receiver report acknowledges the SSRC, so this runs before aiortc sees the packet).
+    """
+    for name in ("_RTCRtpReceiver__nack_generator", "_RTCRtpReceiver__rtx_ssrc"):
+        if not hasattr(receiver, name):
+            raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
+    receiver._RTCRtpReceiver__nack_generator = _NackPerSsrc()  # type: ignore[attr-defined]
+    rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    media_of_rid: dict[str, int] = {}
+    handle = receiver._handle_rtp_packet
+
+    async def learn_and_handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        extensions = packet.extensions
+        if extensions.rtp_stream_id is not None:
+            media_of_rid[extensions.rtp_stream_id] = packet.ssrc
+        elif extensions.repaired_rtp_stream_id is not None and packet.ssrc not in rtx_to_media:
+            media = media_of_rid.get(extensions.repaired_rtp_stream_id)
+            if media is not None:
+                rtx_to_media[packet.ssrc] = media
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = learn_and_handle  # type: ignore[method-assign]
 
 
 def hook_sender(
@@ -267,14 +330,17 @@ def uplink_estimate_bps(receiver: RTCRtpReceiver) -> int | None:
 
 
 class FeedbackWatch:
-    """What a sender's remote end last said about this sender's stream: its REMB and its receiver-report loss.
+    """What a sender's remote end last said about this sender's stream: its REMB, its receiver-report loss, and
+    the round-trip time that report gives.
 
     ``remb`` (bit/s) covers the SSRCs in ``remb_ssrcs``: a browser sends one REMB for everything it receives, an
     aiortc peer one per video stream, so a sum over senders must count each REMB once (see ``remb_total``).
-    ``fraction_lost`` is the raw 8-bit value of the last report (divide by 256); times are monotonic seconds.
+    ``fraction_lost`` is the raw 8-bit value of the last report (divide by 256); ``rtt`` is in seconds, from any of
+    the last few sender reports the report echoes (aiortc matches only the very last, which never happens once the
+    round trip exceeds the report interval); times (``*_at``) are monotonic seconds.
     """
 
-    __slots__ = ("fraction_lost", "remb", "remb_at", "remb_ssrcs", "report_at")
+    __slots__ = ("fraction_lost", "remb", "remb_at", "remb_ssrcs", "report_at", "rtt", "rtt_at")
 
     def __init__(self) -> None:
         self.remb: int | None = None
@@ -282,17 +348,26 @@ class FeedbackWatch:
         self.remb_at = 0.0
         self.fraction_lost = 0
         self.report_at = 0.0
+        self.rtt: float | None = None
+        self.rtt_at = 0.0
+
+
+SENDER_REPORTS_KEPT = 8
 
 
 def watch_feedback(sender: RTCRtpSender) -> FeedbackWatch:
-    """Note every REMB and receiver report that reaches ``sender`` (RTCP only, about one a second)."""
-    if not hasattr(sender, "_handle_rtcp_packet"):
-        raise IncompatibleAiortc("RTCRtpSender._handle_rtcp_packet is gone")
+    """Note every REMB and receiver report that reaches ``sender``, and when it sent its sender reports (RTCP
+    only, about one a second each way)."""
+    for name in ("_handle_rtcp_packet", "_send_rtcp"):
+        if not hasattr(sender, name):
+            raise IncompatibleAiortc(f"RTCRtpSender.{name} is gone")
     existing = sender.__dict__.get("_hoichan_feedback")
     if isinstance(existing, FeedbackWatch):
         return existing
     watch = FeedbackWatch()
+    sent_reports: dict[int, float] = {}  # LSR (middle 32 bits of the report's NTP time) -> wall time sent
     handle = sender._handle_rtcp_packet
+    send = sender._send_rtcp
 
     async def handle_and_watch(packet: Any) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
@@ -305,11 +380,26 @@ def watch_feedback(sender: RTCRtpSender) -> FeedbackWatch:
                     watch.remb, watch.remb_ssrcs, watch.remb_at = int(bitrate), tuple(ssrcs), time.monotonic()
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
-                if report.ssrc == sender._ssrc:
-                    watch.fraction_lost, watch.report_at = report.fraction_lost, time.monotonic()
+                if report.ssrc != sender._ssrc:
+                    continue
+                watch.fraction_lost, watch.report_at = report.fraction_lost, time.monotonic()
+                sent_at = sent_reports.get(report.lsr)
+                if sent_at is not None and report.dlsr:
+                    rtt = time.time() - sent_at - report.dlsr / 65536
+                    if rtt >= 0:
+                        watch.rtt, watch.rtt_at = rtt, watch.report_at
         await handle(packet)
 
+    async def note_and_send(packets: list[Any]) -> None:
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                sent_reports[(packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF] = time.time()
+                while len(sent_reports) > SENDER_REPORTS_KEPT:
+                    del sent_reports[next(iter(sent_reports))]
+        await send(packets)
+
     sender._handle_rtcp_packet = handle_and_watch  # type: ignore[method-assign]
+    sender._send_rtcp = note_and_send  # type: ignore[method-assign]
     sender.__dict__["_hoichan_feedback"] = watch
     return watch
 
@@ -385,6 +475,47 @@ def negotiate_opus_fec_dtx() -> None:
     raise IncompatibleAiortc("aiortc offers no Opus codec")
 
 
+class _RtcpListener:
+    """Stands in the transport's RTP router for a sender that is not an aiortc ``RTCRtpSender``."""
+
+    def __init__(self, handler: Callable[[Any], Awaitable[None]]) -> None:
+        self._handler = handler
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        await self._handler(packet)
+
+
+def listen_rtcp(transport: RTCDtlsTransport, ssrc: int, handler: Callable[[Any], Awaitable[None]]) -> None:
+    """Hand the RTCP arriving on ``transport`` about ``ssrc`` (reports, NACK, PLI, REMB) to ``handler``.
+
+    For a stream sent by ``send_rtp`` (the test simulcast publisher): aiortc routes RTCP only to its own senders.
+    """
+    if not hasattr(transport, "_rtp_router"):
+        raise IncompatibleAiortc("RTCDtlsTransport has no RTP router")
+    transport._rtp_router.register_sender(_RtcpListener(handler), ssrc)  # type: ignore[arg-type]
+
+
+async def send_rtp(transport: RTCDtlsTransport, packet: RtpPacket) -> None:
+    """Send ``packet`` with the header extension ids negotiated on ``transport`` (SRTP-protected)."""
+    await transport._send_rtp(packet.serialize(transport._rtp_header_extensions_map))
+
+
+def observe_receiver(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
+    """Show every RTP packet reaching ``receiver`` to ``on_packet`` first, then let aiortc handle it as usual.
+
+    A test subscriber measures audio loss this way (which sequence numbers arrived, which carry FEC).
+    """
+    if not hasattr(receiver, "_handle_rtp_packet"):
+        raise IncompatibleAiortc("RTCRtpReceiver._handle_rtp_packet is gone")
+    handle = receiver._handle_rtp_packet
+
+    async def observe_and_handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        on_packet(packet)
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = observe_and_handle  # type: ignore[method-assign]
+
+
 def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:
     """The ICE candidate pair carrying this transport: {local, remote: host/srflx/prflx/relay, protocol: udp/tcp}."""
     connection = transport.transport._connection
@@ -393,3 +524,11 @@ def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:
         return None
     local, remote = pair.local_candidate, pair.remote_candidate
     return {"local": str(local.type), "remote": str(remote.type), "protocol": str(local.transport).lower()}
+
+
+def nominated_remote_address(transport: RTCDtlsTransport) -> tuple[str, int] | None:
+    """The far end's address on the ICE pair in use (a TURN server's relay address when the peer is relayed)."""
+    pair = transport.transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return (str(pair.remote_addr[0]), int(pair.remote_addr[1]))

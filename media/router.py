@@ -10,11 +10,13 @@ from typing import Any
 
 from aiortc import RTCConfiguration
 
+from .downlink import Downlink, DownlinkState
 from .errors import MediaError
 from .forwarder import Producer
 from .meter import LinkMeter
 from .quality import LinkSample
 from .recording.recorder import RoomRecorder
+from .settings import MediaSettings
 from .transport import PeerTransport
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # participant id, event, payload
@@ -28,6 +30,7 @@ class Member:
     info: dict[str, Any] = field(default_factory=dict)  # name, facility, role: for the recording manifest
     restarts: int = field(default=0)
     meter: LinkMeter | None = field(default=None)  # samples this member's link every 2 s (``link-quality``)
+    downlink: Downlink | None = field(default=None)  # chooses what this member receives (``adaptation``)
 
 
 class Router:
@@ -35,10 +38,12 @@ class Router:
     producer_class: type[Producer] = Producer
     transport_class: type[PeerTransport] = PeerTransport
 
-    def __init__(self, room_id: str, configuration: RTCConfiguration, notify: Notify) -> None:
+    def __init__(self, room_id: str, configuration: RTCConfiguration, notify: Notify,
+                 settings: MediaSettings = MediaSettings()) -> None:
         self.room_id = room_id
         self.members: dict[str, Member] = {}
         self.recorder: RoomRecorder | None = None
+        self.settings = settings
         self._configuration = configuration
         self._notify = notify
         self._lock = asyncio.Lock()  # membership changes one at a time
@@ -47,13 +52,20 @@ class Router:
         async def notify(event: str, payload: dict[str, Any]) -> None:
             await self._notify(participant_id, event, payload)
 
-        return self.transport_class(participant_id, self._configuration, producers, notify)
+        return self.transport_class(participant_id, self._configuration, producers, notify,
+                                    simulcast=self.settings.simulcast)
 
     def _meter(self, member: Member) -> LinkMeter:
         async def report(sample: LinkSample) -> None:  # signaling passes it on to the whole room
             await self._notify(member.participant_id, "link-quality", sample.payload())
 
         return LinkMeter(member.participant_id, lambda: member.transport.pc, report)
+
+    def _downlink(self, member: Member) -> Downlink:
+        def changed(state: DownlinkState) -> None:  # this member's own page shows it on the tiles
+            asyncio.ensure_future(self._notify(member.participant_id, "adaptation", state.payload()))
+
+        return Downlink(lambda: member.transport.consumers.values(), self.settings.downlink_start_kbps, changed)
 
     def member(self, participant_id: str) -> Member:
         member = self.members.get(participant_id)
@@ -79,6 +91,8 @@ class Router:
             member = self.members[participant_id] = Member(participant_id, producers, transport, info or {})
             member.meter = self._meter(member)
             member.meter.start()
+            member.downlink = self._downlink(member)
+            member.downlink.start()
             await asyncio.gather(*(m.transport.renegotiate() for m in self.members.values()))
 
     async def leave(self, participant_id: str) -> None:
@@ -88,6 +102,8 @@ class Router:
                 return
             if member.meter is not None:
                 member.meter.stop()
+            if member.downlink is not None:
+                member.downlink.stop()
             if self.recorder is not None:
                 self.recorder.participant_left(participant_id)
             for producer in member.producers.values():
@@ -144,6 +160,8 @@ class Router:
             for member in members:
                 if member.meter is not None:
                     member.meter.stop()
+                if member.downlink is not None:
+                    member.downlink.stop()
                 for producer in member.producers.values():
                     producer.close()
             await asyncio.gather(*(m.transport.close() for m in members))

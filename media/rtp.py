@@ -15,6 +15,10 @@ _PATCH = struct.Struct("!BHII")
 
 ExtensionKey = tuple[int | None, int | None]  # (abs-send-time id, audio-level id)
 
+# Where a VP8 payload descriptor keeps its picture id and TL0PICIDX (RFC 7741 §4.2):
+# (offset of the picture id, picture id, 0x7F or 0x7FFF, offset of TL0PICIDX or 0, TL0PICIDX).
+Vp8Ids = tuple[int, int, int, int, int]
+
 
 def is_vp8_keyframe_start(payload: bytes) -> bool:
     """True for the first packet of a VP8 keyframe (RFC 7741 payload descriptor, then the VP8 header)."""
@@ -39,6 +43,41 @@ def is_vp8_keyframe_start(payload: bytes) -> bool:
         if ext & 0x30:  # T or K: TID/KEYIDX
             pos += 1
     return pos < size and not payload[pos] & 0x01
+
+
+def vp8_ids(payload: bytes) -> Vp8Ids | None:
+    """The picture id and TL0PICIDX of a VP8 packet and where they are; None when it carries no picture id.
+
+    Simulcast layers number their pictures independently: a consumer switching layers renumbers them so that its
+    subscriber's decoder sees one continuous stream (libwebrtc drops a keyframe whose picture id went backwards).
+    """
+    size = len(payload)
+    if size < 3 or not payload[0] & 0x80:
+        return None
+    ext = payload[1]
+    if not ext & 0x80:
+        return None
+    if payload[2] & 0x80:
+        if size < 4:
+            return None
+        picture_id, mask, pos = ((payload[2] & 0x7F) << 8) | payload[3], 0x7FFF, 4
+    else:
+        picture_id, mask, pos = payload[2], 0x7F, 3
+    if ext & 0x40 and pos < size:
+        return 2, picture_id, mask, pos, payload[pos]
+    return 2, picture_id, mask, 0, 0
+
+
+def renumber_vp8(data: bytearray, payload_at: int, ids: Vp8Ids, picture_id: int, tl0: int) -> None:
+    """Write ``picture_id`` (and ``tl0`` when the descriptor has TL0PICIDX) into a stamped packet, in place."""
+    at = payload_at + ids[0]
+    if ids[2] == 0x7FFF:
+        data[at] = 0x80 | (picture_id >> 8)
+        data[at + 1] = picture_id & 0xFF
+    else:
+        data[at] = picture_id & 0x7F
+    if ids[3]:
+        data[payload_at + ids[3]] = tl0
 
 
 def is_h264_keyframe_start(payload: bytes) -> bool:
@@ -88,4 +127,13 @@ def stamp(tmpl: bytes, marker: int, payload_type: int, seq: int, timestamp: int,
     """Copy of ``tmpl`` with this consumer's payload type, sequence number, timestamp and SSRC."""
     buf = bytearray(tmpl)
     _PATCH.pack_into(buf, 1, (marker << 7) | payload_type, seq, timestamp, ssrc)
+    return bytes(buf)
+
+
+def stamp_renumbered(tmpl: bytes, payload_size: int, marker: int, payload_type: int, seq: int, timestamp: int,
+                     ssrc: int, ids: Vp8Ids, picture_id: int, tl0: int) -> bytes:
+    """``stamp`` plus a VP8 picture id and TL0PICIDX of this consumer's numbering (simulcast producers only)."""
+    buf = bytearray(tmpl)
+    _PATCH.pack_into(buf, 1, (marker << 7) | payload_type, seq, timestamp, ssrc)
+    renumber_vp8(buf, len(tmpl) - payload_size, ids, picture_id, tl0)
     return bytes(buf)

@@ -25,6 +25,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from .errors import MediaError
 from .forwarder import Consumer, Producer
+from .simulcast import offer_simulcast
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class PeerTransport:
         configuration: RTCConfiguration,
         producers: dict[str, Producer],
         notify: Notify,
+        simulcast: bool = False,
     ) -> None:
         self.participant_id = participant_id
         self.pc = RTCPeerConnection(configuration)
@@ -72,6 +74,7 @@ class PeerTransport:
         self._producers = producers
         self._publish: dict[str, RTCRtpTransceiver] = {}
         self._notify = notify
+        self._simulcast = simulcast
         self._lock = asyncio.Lock()
         self._offer_pending = False
         self._dirty = False
@@ -176,7 +179,11 @@ class PeerTransport:
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         self._offer_pending = True
-        await self._notify("offer", {"sdp": self.pc.localDescription.sdp, "tracks": self.track_map()})
+        sdp = self.pc.localDescription.sdp
+        video_mid = self._publish["video"].mid
+        if self._simulcast and video_mid is not None:
+            sdp = offer_simulcast(sdp, video_mid)
+        await self._notify("offer", {"sdp": sdp, "tracks": self.track_map()})
 
     async def _after_negotiation(self) -> None:
         for kind, transceiver in self._publish.items():

@@ -22,10 +22,12 @@ from aiortc import RTCIceServer
 from . import logs
 from .errors import MediaError
 from .service import LocalMediaService
+from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
+METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording",
+           "link_test_start", "link_test_answer", "link_test_stop")
 LINE_LIMIT = 16 * 1024 * 1024
 
 
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--address", action="append", default=[], help="host candidate address")
     parser.add_argument("--udp-ports", type=int, nargs=2, default=None, help="UDP port range for media")
     parser.add_argument("--recordings", default=None, help="recording directory")
+    parser.add_argument("--settings", default="{}", help="JSON of MediaSettings")
     parser.add_argument("--cpu", type=int, default=None, help="pin this worker to one core")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
@@ -90,6 +93,7 @@ def main() -> None:
         "host_addresses": args.address,
         "udp_ports": tuple(args.udp_ports) if args.udp_ports else None,
         "recordings": Path(args.recordings) if args.recordings else None,
+        "settings": MediaSettings(**json.loads(args.settings)),
     }
     asyncio.run(run(media_args))
 

@@ -1,4 +1,4 @@
-"""The aiohttp application: static pages, REST API, socket.io endpoint, and the in-process media relay.
+"""The aiohttp application: static pages, REST API, socket.io endpoint, lobby and dispatch, and the media relay.
 
 Every route is declared ``public`` or guarded with ``require(*roles)`` (``auth.py``); tests fail on one that is neither.
 """
@@ -23,6 +23,7 @@ from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
 from media.router import Notify
 from media.service import LocalMediaService, MediaService
+from media.settings import MediaSettings
 from media.workers import WorkerPool
 
 from . import __version__, consults_api, directory_api
@@ -41,6 +42,9 @@ from .presence import Presence
 from .recordings import api as recordings
 from . import link_history_api
 from .link_history import LinkHistory
+from .linktests import api as linktests_api
+from .linktests.history import LinkTestHistory
+from .linktests.service import LinkTests
 from .schedules import api as schedules_api
 from .schedules.scheduler import Scheduler
 from .schedules.store import ScheduleStore
@@ -66,6 +70,7 @@ def _ice_servers(config: Config) -> list[dict[str, Any]]:
 def media_service(config: Config, notify: Notify) -> MediaService:
     """Media in worker processes (one per core by default), or in this process when ``media.workers`` is 0."""
     media = config.media
+    settings = MediaSettings(simulcast=media.simulcast, downlink_start_kbps=media.downlink_start_kbps)
     ports = (media.udp_port_min, media.udp_port_max) if media.udp_port_min and media.udp_port_max else None
     workers = len(os.sched_getaffinity(0)) if media.workers == "auto" else int(media.workers)
     if workers == 0:
@@ -75,6 +80,7 @@ def media_service(config: Config, notify: Notify) -> MediaService:
             host_addresses=list(media.ice_addresses),
             udp_ports=ports,
             recordings=config.recording.directory,
+            settings=settings,
         )
     return WorkerPool(
         workers,
@@ -85,6 +91,7 @@ def media_service(config: Config, notify: Notify) -> MediaService:
         pin=media.pin_workers,
         recordings=config.recording.directory,
         log_level=config.logging.level,
+        settings=settings,
     )
 
 
@@ -174,6 +181,18 @@ async def login_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "login.html")
 
 
+@public
+async def lobby_page(request: web.Request) -> web.FileResponse:
+    """Call a specialist (district side) or answer calls (central side); the page asks for a sign-in."""
+    return web.FileResponse(WEB_ROOT / "lobby.html")
+
+
+@public
+async def consults_page(request: web.Request) -> web.FileResponse:
+    """The consult log, and statistics for admins."""
+    return web.FileResponse(WEB_ROOT / "consults.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -194,7 +213,10 @@ def create_app(config: Config) -> web.Application:
     sio.attach(app)
 
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
-        await events.notify(participant_id, event, payload)
+        if event.startswith("linktest-"):  # about a link test (its id in place of a participant's)
+            await link_tests.on_media(participant_id, event, payload)
+        else:
+            await events.notify(participant_id, event, payload)
 
     async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await links.observe(participant_id, event, payload)
@@ -227,6 +249,7 @@ def create_app(config: Config) -> web.Application:
     )
     scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
 
+    link_tests = LinkTests(events, media, LinkTestHistory(connect(config.store.path)), directory, config)
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
@@ -252,6 +275,12 @@ def create_app(config: Config) -> web.Application:
         config.dispatch,
     )
     app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
+
+    def facility_name(facility_id: str) -> str | None:
+        facility = directory.current.facility(facility_id)
+        return facility.name if facility is not None else None
+
+    events.facility_name = facility_name
 
     async def start_media(app: web.Application) -> None:
         if cluster is not None:
@@ -303,9 +332,12 @@ def create_app(config: Config) -> web.Application:
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
+    linktests_api.add_routes(app, link_tests)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
+    app.router.add_get("/lobby", lobby_page)
+    app.router.add_get("/consults", consults_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

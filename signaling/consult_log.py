@@ -2,8 +2,9 @@
 
 Time to answer is the number the programme is judged by, so it is recorded twice: wall-clock stamps (UTC, ms) say
 *when*, and a monotonic duration measured in the dispatching process (``answer_ms``, and ``elapsed_ms`` on every
-event) says *how long*, immune to clock steps (NTP) during a call. Each row is written when the event happens, in
-its own transaction, so a restart loses nothing; consults a restart cut short are closed as ``interrupted``.
+event) says *how long*, immune to clock steps (NTP) during a call. Each step of a consult is written as one
+transaction as it happens (dispatch writes it right after telling the people concerned), so a restart loses
+nothing; consults a restart cut short are closed as ``interrupted``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,13 +99,23 @@ class ConsultLog:
         for statement in _SCHEMA:
             db.execute(statement)
         open_ids = [row[0] for row in db.execute("SELECT id FROM consults WHERE outcome = 'open'")]
-        with transaction(db):
+        with self.batch():
             for consult_id in open_ids:
                 db.execute("UPDATE consults SET outcome = 'interrupted', closed_at = ? WHERE id = ?",
                            (stamp(now), consult_id))
                 self._event(consult_id, now, None, "interrupted")
 
     # -- writing ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes inside are one transaction (one disk sync): a request and its first rings, an answer and the
+        rings it stops. Nested batches join the outer one."""
+        if self._db.in_transaction:
+            yield
+            return
+        with transaction(self._db):
+            yield
 
     def requested(
         self,
@@ -117,7 +129,7 @@ class ConsultLog:
         summary: str,
         target: str | None,
     ) -> None:
-        with transaction(self._db):
+        with self.batch():
             self._db.execute(
                 "INSERT INTO consults (id, caller, caller_name, caller_facility, caller_province, point, specialty, "
                 "urgency, summary, target, requested_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
@@ -136,12 +148,15 @@ class ConsultLog:
         detail: str | None = None,
     ) -> None:
         """One step of a consult (ring, declined, invited, joined, left, ...), at ``elapsed_ms`` since the request."""
-        self._event(consult_id, at, elapsed_ms, kind, party and party.username, party and party.facility, detail)
+        with self.batch():
+            self._event(
+                consult_id, at, elapsed_ms, kind, party and party.username, party and party.facility, detail
+            )
 
     def answered(
         self, consult_id: str, at: datetime.datetime, answer_ms: float, by: Party, room: str
     ) -> None:
-        with transaction(self._db):
+        with self.batch():
             self._db.execute(
                 "UPDATE consults SET outcome = 'answered', answered_by = ?, answerer_name = ?, answerer_facility = ?, "
                 "answered_at = ?, answer_ms = ?, closed_at = ?, room = ? WHERE id = ?",
@@ -152,7 +167,7 @@ class ConsultLog:
     def closed(
         self, consult_id: str, at: datetime.datetime, elapsed_ms: float, outcome: Literal["cancelled", "unanswered"]
     ) -> None:
-        with transaction(self._db):
+        with self.batch():
             self._db.execute("UPDATE consults SET outcome = ?, closed_at = ? WHERE id = ?",
                              (outcome, stamp(at), consult_id))
             self._event(consult_id, at, elapsed_ms, outcome)

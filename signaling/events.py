@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import socketio
 from pydantic import ValidationError
@@ -36,15 +36,19 @@ def account_room(user_id: str) -> str:
     return f"account:{user_id}"
 
 
-class RoomGate(Protocol):
-    """Who may enter a room, and who is told when people come and go (consult rooms: ``lobby_events.py``)."""
+class RoomGate:
+    """Who may enter a room, and who is told when people come and go: consult rooms (``lobby_events.py``),
+    scheduled sessions (``schedules/scheduler.py``), the record of who attended (``sharing/service.py``).
+    Each does nothing unless overridden."""
 
     def admit(self, identity: Identity, room_id: str) -> None:
-        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``."""
+        """Raise ``SignalingError`` to refuse ``identity`` entry to ``room_id``; runs before anything changes."""
 
-    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` is now in ``room_id`` (a new participant, not a resumed one), with ``members``."""
 
-    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None: ...
+    def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        """``identity`` has gone from ``room_id``; ``members`` remain."""
 
 
 class SignalingError(Exception):
@@ -86,15 +90,13 @@ class SignalingEvents:
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
-        self.join_listeners: list[Callable[[Participant], None]] = []
-        """Called with every new participant (not a resumed one), once it is in the room."""
         self.link_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
         """Called with every ``link-quality`` sample media reports about a participant."""
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
-        self.join_checks: list[Callable[[Identity, str], None]] = []
-        """Called with who asks to join which room, before anything changes; raise ``SignalingError`` to refuse."""
         self.gates: list[RoomGate] = []
+        self.facility_name: Callable[[str], str | None] = lambda facility_id: None
+        """A facility id's name in the directory (None: unknown), shown on participants' tiles."""
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -284,8 +286,6 @@ class SignalingEvents:
             name, facility = message.name, message.facility
         else:  # a signed-in participant is who the account says, whatever the message claims
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
-        for check in self.join_checks:
-            check(identity, message.room)
         for gate in self.gates:
             gate.admit(identity, message.room)
         if len(self.registry.members(message.room)) >= self._room_max:
@@ -295,8 +295,8 @@ class SignalingEvents:
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
-        for listener in self.join_listeners:
-            listener(participant)
+        if not identity.is_guest:  # a guest's facility is what they typed
+            participant.facility_name = self.facility_name(facility) or ""
         members = self.registry.members(message.room)
         for gate in self.gates:
             gate.joined(message.room, identity, [p.identity for p in members])

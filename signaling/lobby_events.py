@@ -21,7 +21,7 @@ from .accounts import ROLES
 from .auth import Identity
 from .directory import Directory
 from .dispatch import DispatchError, Dispatcher
-from .events import SignalingError, SignalingEvents
+from .events import RoomGate, SignalingError, SignalingEvents
 from . import schemas
 
 __all__ = ["LOBBY_ROOM", "LobbyEvents"]
@@ -34,7 +34,7 @@ _ACCOUNTS = frozenset(ROLES)
 _DOCTORS = frozenset({"doctor"})
 
 
-class LobbyEvents:
+class LobbyEvents(RoomGate):
     def __init__(self, events: SignalingEvents, dispatcher: Dispatcher, directory: Callable[[], Directory]) -> None:
         self._events = events
         self.dispatcher = dispatcher

@@ -48,7 +48,9 @@ def figures(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
     }
 
 
-def day_bounds(first: datetime.date, last: datetime.date, zone: ZoneInfo) -> tuple[datetime.datetime, datetime.datetime]:
+def day_bounds(
+    first: datetime.date, last: datetime.date, zone: ZoneInfo
+) -> tuple[datetime.datetime, datetime.datetime]:
     """The instants [first 00:00, day after last 00:00) in ``zone``: a day is the hospital's day, not UTC's."""
     start = datetime.datetime.combine(first, datetime.time(), zone)
     end = datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(), zone)

@@ -5,7 +5,7 @@
 listed accounts plus every account of a listed facility. A session that fell due while the server was down opens
 late, as long as it has not ended (start + duration); after that it is skipped, never opened hours late.
 
-Only parties and admins may join a scheduled room: ``check_join`` runs before every join (rooms that are not
+Only parties and admins may join a scheduled room: ``admit`` runs before every join (rooms that are not
 scheduled are untouched).
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from ..accounts import AccountStore
 from ..auth import Identity
 from ..config import SchedulerConfig
-from ..events import SignalingError, SignalingEvents
+from ..events import RoomGate, SignalingError, SignalingEvents
 from .store import Schedule, ScheduleStore
 
 __all__ = ["Scheduler"]
@@ -31,7 +31,7 @@ UTC = datetime.UTC
 _ROOM = re.compile(r"^lich-([0-9a-f]{10})-\d{12}$")
 
 
-class Scheduler:
+class Scheduler(RoomGate):
     def __init__(
         self, store: ScheduleStore, accounts: AccountStore, events: SignalingEvents, config: SchedulerConfig
     ) -> None:
@@ -39,7 +39,7 @@ class Scheduler:
         self.accounts = accounts
         self.events = events
         self.config = config
-        events.join_checks.append(self.check_join)
+        events.gates.append(self)
 
     async def run(self) -> None:
         """Tick until cancelled; a failing tick is logged and the next one tries again."""
@@ -81,7 +81,7 @@ class Scheduler:
             identity.facility_id is not None and identity.facility_id in schedule.facilities
         )
 
-    def check_join(self, identity: Identity, room_id: str) -> None:
+    def admit(self, identity: Identity, room_id: str) -> None:
         match = _ROOM.match(room_id)
         schedule = self.store.get(match.group(1)) if match else None
         if schedule is None or identity.role == "admin" or self.is_party(schedule, identity):

@@ -16,7 +16,7 @@ from typing import Any
 from .. import schemas
 from ..auth import Identity
 from ..config import SharingConfig
-from ..events import SignalingError, SignalingEvents
+from ..events import RoomGate, SignalingError, SignalingEvents
 from ..rooms import Participant
 from .files import SharedFiles
 from .images import clean_image
@@ -49,6 +49,17 @@ class TokenBucket:
         return True
 
 
+class _Attendance(RoomGate):
+    """Remembers which accounts joined a room: they (and admins) may look at its record afterwards."""
+
+    def __init__(self, record: SharedRecord) -> None:
+        self._record = record
+
+    def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
+        if identity.user_id is not None:
+            self._record.attended(room_id, identity.user_id)
+
+
 class Sharing:
     def __init__(self, record: SharedRecord, files: SharedFiles, events: SignalingEvents, config: SharingConfig) -> None:
         self.record = record
@@ -59,13 +70,9 @@ class Sharing:
         self._decoding = asyncio.Semaphore(_DECODES_AT_ONCE)
         events.add_event("share-vitals", schemas.Vitals, self.on_vitals, roles=SHARING_ROLES)
         events.add_event("annotate", schemas.Annotate, self.on_annotate, roles=SHARING_ROLES)
-        events.join_listeners.append(self._joined)
+        events.gates.append(_Attendance(record))
 
     # -- who ----------------------------------------------------------------------------------------------
-
-    def _joined(self, participant: Participant) -> None:
-        if participant.identity.user_id is not None:
-            self.record.attended(participant.room_id, participant.identity.user_id)
 
     def participant(self, identity: Identity, room_id: str) -> Participant | None:
         """The account's seat in this room now, if it has one (connected or within its reconnect grace)."""

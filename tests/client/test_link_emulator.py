@@ -60,6 +60,31 @@ async def send_paced(peer: Endpoint, to: tuple[str, int], count: int, interval: 
         peer.transport.sendto(packet(seq, size), to)
 
 
+class LoopLag:
+    """How late this event loop runs its timers: a busy machine delays the emulator's timers as much, so timing
+    bounds add what was seen here (about 0-2 ms on an idle machine, so they stay strict there)."""
+
+    def __init__(self) -> None:
+        self.worst_ms = 0.0
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(0.005)
+            self.worst_ms = max(self.worst_ms, (time.monotonic() - start - 0.005) * 1000)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+@pytest.fixture
+async def lag() -> AsyncIterator[LoopLag]:
+    watch = LoopLag()
+    yield watch
+    watch.close()
+
+
 @pytest.fixture
 async def link() -> AsyncIterator[tuple[LinkEmulator, Endpoint, Endpoint, tuple[str, int]]]:
     """(emulator, peer, server, relay address standing for the server); the server echoes every packet."""
@@ -72,7 +97,9 @@ async def link() -> AsyncIterator[tuple[LinkEmulator, Endpoint, Endpoint, tuple[
         e.transport.close()
 
 
-async def test_delay_and_jitter_arrive_as_imposed(link: tuple[LinkEmulator, Endpoint, Endpoint, tuple[str, int]]) -> None:
+async def test_delay_and_jitter_arrive_as_imposed(
+    link: tuple[LinkEmulator, Endpoint, Endpoint, tuple[str, int]], lag: LoopLag
+) -> None:
     emulator, peer, server, relay = link
     emulator.set(up=Impairment(delay_ms=80), down=Impairment(delay_ms=30, jitter_ms=10))
     await send_paced(peer, relay, 100, 0.01)
@@ -85,7 +112,7 @@ async def test_delay_and_jitter_arrive_as_imposed(link: tuple[LinkEmulator, Endp
     # down: 30 ± 10 ms uniform, order kept (a packet may wait behind a slower one, never overtake it)
     assert statistics.mean(round_trip) == pytest.approx(110, abs=10)
     assert min(round_trip) >= 80 + 20 - 1
-    assert 8 < max(round_trip) - min(round_trip) < 20 + 15
+    assert 8 < max(round_trip) - min(round_trip) < 20 + 15 + lag.worst_ms
     assert [seq for seq, _, _, _ in peer.arrivals] == list(range(100))
     assert emulator.up.counters.delivered == emulator.down.counters.delivered == 100
     assert emulator.up.counters.mean_delay_ms == pytest.approx(80, abs=3)
@@ -106,7 +133,7 @@ async def test_random_loss_matches_the_setting_and_the_counters(
 
 
 async def test_rate_limit_caps_throughput_and_its_queue_drops_the_tail(
-    link: tuple[LinkEmulator, Endpoint, Endpoint, tuple[str, int]],
+    link: tuple[LinkEmulator, Endpoint, Endpoint, tuple[str, int]], lag: LoopLag
 ) -> None:
     emulator, peer, server, relay = link
     emulator.up.set(rate_kbps=512, queue_ms=200)
@@ -121,7 +148,7 @@ async def test_rate_limit_caps_throughput_and_its_queue_drops_the_tail(
     # a full queue holds 200 ms at 512 kbit/s: packets do not wait (much) longer; a percentile, since a busy
     # machine can stall the event loop for a few tens of milliseconds now and then
     delays = sorted(d for _, d, _, _ in arrivals)
-    assert delays[int(0.95 * len(delays))] < 200 + 25
+    assert delays[int(0.95 * len(delays))] < 200 + 25 + lag.worst_ms
     assert max(d for _, d, _, _ in arrivals[-20:]) > 150  # and a standing queue does build up
 
 

@@ -102,6 +102,9 @@ async def test_udp_sender_protects_and_sends_on_the_nominated_pair() -> None:
             await asyncio.sleep(0.05)
         send = hooks.udp_sender(transport)
         assert send is not None
+        remote = hooks.nominated_remote_address(transport)
+        local_of_b = b.getReceivers()[0].transport.transport._connection._nominated[1].local_candidate
+        assert remote == (local_of_b.host, local_of_b.port)
         received = b.getReceivers()[0].transport._RTCDtlsTransport__rx_packets  # type: ignore[attr-defined]
         sent = transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
         header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1]) + sender.sender._ssrc.to_bytes(4, "big")
@@ -198,6 +201,7 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         assert hooks.remb_total([watch, more], since=watch.remb_at + 1) is None  # stale
 
         assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
+        assert hooks.nominated_remote_address(consumer.sender.transport) is None
     finally:
         await pc.close()
 
@@ -269,3 +273,127 @@ def test_opus_is_negotiated_with_fec_and_dtx() -> None:
     finally:
         for codec, parameters in zip(CODECS["audio"], original, strict=True):
             codec.parameters = parameters
+
+
+def test_simulcast_extensions_are_offered_on_video() -> None:
+    from aiortc.codecs import HEADER_EXTENSIONS
+
+    before = list(HEADER_EXTENSIONS["video"])
+    try:
+        hooks.negotiate_simulcast_extensions()
+        hooks.negotiate_simulcast_extensions()  # idempotent
+        uris = [e.uri for e in HEADER_EXTENSIONS["video"]]
+        assert uris.count(hooks.RID_URI) == 1 and uris.count(hooks.REPAIRED_RID_URI) == 1
+        ids = [e.id for e in HEADER_EXTENSIONS["video"]] + [e.id for e in HEADER_EXTENSIONS["audio"]]
+        assert len([i for i in ids if i in (10, 11)]) == 2  # no clash with aiortc's own ids (bundle shares them)
+    finally:
+        HEADER_EXTENSIONS["video"][:] = before
+
+
+async def test_simulcast_receiver_nacks_per_ssrc_and_maps_rtx_by_rid() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtp import RtpPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        codecs[96] = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+        codecs[97] = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                           parameters={"apt": 96})
+        nacks: list[tuple[int, list[int]]] = []
+
+        async def capture_nack(media_ssrc: int, lost: list[int]) -> None:
+            nacks.append((media_ssrc, lost))
+
+        receiver._send_rtcp_nack = capture_nack  # type: ignore[method-assign]
+        hooks.prepare_simulcast_receiver(receiver)
+
+        def packet(ssrc: int, seq: int, rid: str | None = None, rrid: str | None = None, pt: int = 96) -> RtpPacket:
+            p = RtpPacket(payload_type=pt, sequence_number=seq, ssrc=ssrc, payload=b"\x10\x00\x00")
+            p.extensions.rtp_stream_id, p.extensions.repaired_rtp_stream_id = rid, rrid
+            return p
+
+        # two layers interleaved, each numbered on its own: no NACK at all
+        for i in range(5):
+            await receiver._handle_rtp_packet(packet(1, 100 + i, "q"), 0)
+            await receiver._handle_rtp_packet(packet(2, 40000 + i, "h"), 0)
+        assert nacks == []
+        await receiver._handle_rtp_packet(packet(2, 40007), 0)  # 40005 and 40006 of layer h are missing
+        assert nacks == [(2, [40005, 40006])]
+        # an RTX packet naming the repaired layer by rid is unwrapped to that layer's SSRC
+        await receiver._handle_rtp_packet(packet(9, 7, rrid="h", pt=97), 0)
+        assert receiver._RTCRtpReceiver__rtx_ssrc == {9: 2}  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+async def test_raw_rtp_streams_send_and_hear_their_rtcp() -> None:
+    """A stream sent with send_rtp arrives at the other peer; RTCP about its SSRC comes back to listen_rtcp."""
+    from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
+
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    hooks.restrict_host_addresses(["127.0.0.1"])
+    try:
+        sending = a.addTransceiver(ForwardedTrack("video"), direction="sendonly")
+        await negotiate(a, b)
+        receiving = b.getTransceivers()[0].receiver
+        seen: list[int] = []
+        hooks.observe_receiver(receiving, lambda p: seen.append(p.sequence_number))
+        heard: list[object] = []
+
+        async def on_rtcp(packet: object) -> None:
+            heard.append(packet)
+
+        transport = sending.sender.transport
+        hooks.listen_rtcp(transport, 4242, on_rtcp)
+        payload_type = hooks.negotiated_codecs(sending)[0].payloadType
+        for seq in range(5):
+            await hooks.send_rtp(transport, RtpPacket(payload_type=payload_type, sequence_number=seq, ssrc=4242,
+                                                      payload=b"\x10\x00\x00"))
+        for _ in range(40):
+            if len(seen) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == [0, 1, 2, 3, 4]
+        await receiving._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=4242))
+        for _ in range(40):
+            if heard:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(heard[0], RtcpPsfbPacket) and heard[0].media_ssrc == 4242
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_feedback_watch_measures_the_round_trip_of_any_recent_sender_report() -> None:
+    import time
+
+    from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        sender = pc.addTransceiver(ForwardedTrack("audio"), direction="sendonly").sender
+        sent: list[object] = []
+
+        async def capture(packets: list[object]) -> None:
+            sent.extend(packets)
+
+        sender._send_rtcp = capture  # type: ignore[method-assign]  # stands for the transport
+        watch = hooks.watch_feedback(sender)
+        ssrc = sender._ssrc
+        for ntp in (1 << 40, 2 << 40, 3 << 40):  # three reports, a round trip of ~0.3 s echoes the first
+            info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=0, packet_count=0, octet_count=0)
+            await sender._send_rtcp([RtcpSrPacket(ssrc=ssrc, sender_info=info)])
+        assert len(sent) == 3
+        await asyncio.sleep(0.3)
+        lsr = ((1 << 40) >> 16) & 0xFFFFFFFF
+        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+                                  lsr=lsr, dlsr=int(0.1 * 65536))
+        before = time.monotonic()
+        await sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert watch.rtt is not None and 0.15 < watch.rtt < 0.5 and watch.rtt_at >= before
+    finally:
+        await pc.close()

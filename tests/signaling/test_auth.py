@@ -95,6 +95,8 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/consults"): SIGNED_IN,
     ("GET", "/api/consults.csv"): ADMIN,
     ("GET", "/api/statistics"): ADMIN,
+    ("GET", "/lobby"): PUBLIC,
+    ("GET", "/consults"): PUBLIC,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
@@ -173,6 +175,9 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
             "POST /api/schedules", "GET /api/schedules", "DELETE /api/schedules/{schedule_id}",
         )},  # fmt: skip
         "GET /api/schedules/upcoming": frozenset(ROLES),
+        # link tests: the handler then admits only staff of the point's facility (and admins)
+        "GET /api/points/{point_id}/link-tests": frozenset(ROLES),
+        "GET /api/link-tests/{test_id}": frozenset(ROLES),
     }
 
 

@@ -27,7 +27,7 @@ dispatching = server_fixture(
         "HOICHAN_DISPATCH__PARTNERS_PER_WAVE": "2",
     },
 )
-CARDIOLOGY = {"specialty": "tim-mach", "urgency": "routine", "summary": "Nam 58 tuổi, đau ngực trái 2 giờ, ST chênh lên."}
+CARDIOLOGY = {"specialty": "tim-mach", "urgency": "routine", "summary": "Nam 58 tuổi, đau ngực trái 2 giờ, ST chênh."}
 
 Open = Callable[..., Awaitable[LobbyClient]]
 

@@ -34,6 +34,7 @@ export const dictionaries = {
     'form.errorFacility': 'Tên cơ sở y tế tối đa 120 ký tự.',
 
     'auth.signIn': 'Đăng nhập',
+    'home.lobby': 'Sảnh hội chẩn',
     'auth.signOut': 'Đăng xuất',
     'auth.signedInAs': 'Đã đăng nhập: {name}',
     'auth.joinAs': 'Bạn vào phòng với tên {name} ({facility}).',
@@ -200,6 +201,7 @@ export const dictionaries = {
     'form.errorFacility': 'Facility name is limited to 120 characters.',
 
     'auth.signIn': 'Sign in',
+    'home.lobby': 'Consultation lobby',
     'auth.signOut': 'Sign out',
     'auth.signedInAs': 'Signed in as {name}',
     'auth.joinAs': 'You will join as {name} ({facility}).',

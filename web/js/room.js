@@ -10,6 +10,7 @@ import { Session } from './session.js';
 import { SharedPanel } from './sharing.js';
 import { Tile, TileGrid } from './tiles.js';
 import { Banner } from './banner.js';
+import { offerInvite } from './consult-invite.js';
 import { toast } from './toast.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -83,6 +84,7 @@ async function main(room) {
     selfTile.setInfo({
       name: session?.self?.name ?? session?.name ?? '',
       facility: session?.self?.facility ?? session?.facility ?? '',
+      facilityName: session?.self?.facilityName,
       audioMuted: media.audioMuted,
       videoOff: media.videoOff,
       placeholderKey: media.hasLive('video') ? undefined : 'control.noCamera',
@@ -123,6 +125,7 @@ async function main(room) {
   wireSession(session, grid, renderSelf, selfTile);
   addEventListener('pagehide', () => session?.leaveNow());
   session.start();
+  offerInvite(room, who.user, () => session?.signaling, $('lang-toggle'));
 }
 
 /** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf @param {Tile} selfTile */

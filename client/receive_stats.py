@@ -1,0 +1,79 @@
+"""What a test subscriber measures about what it receives: audio loss after Opus FEC, and decoder errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+
+def carries_fec(payload: bytes) -> bool:
+    """True when an Opus packet carries in-band FEC (LBRR) data for the packet before it.
+
+    SILK and hybrid packets (TOC configurations 0-15) start their first frame with the VAD flag and then the LBRR
+    flag, the two top bits of the byte after the TOC for a mono, single-frame packet (libwebrtc's
+    ``WebRtcOpus_PacketHasFec`` reads the same bit). CELT-only packets have no FEC.
+    """
+    return len(payload) > 1 and payload[0] >> 3 < 16 and payload[0] & 0x03 == 0 and bool(payload[1] & 0x40)
+
+
+@dataclass(frozen=True)
+class LossFigures:
+    expected: int
+    lost: int
+    recovered: int  # lost packets whose successor arrived with FEC for them
+
+    @property
+    def loss(self) -> float:
+        return self.lost / self.expected if self.expected else 0.0
+
+    @property
+    def residual(self) -> float:
+        """Loss left after FEC: what a listener hears as gaps."""
+        return (self.lost - self.recovered) / self.expected if self.expected else 0.0
+
+
+class AudioLoss:
+    """Every audio packet's arrival (time, extended sequence number, FEC flag), for loss over any time window."""
+
+    def __init__(self) -> None:
+        self._arrivals: list[tuple[float, int, bool]] = []
+        self._highest: int | None = None
+
+    def add(self, sequence_number: int, payload: bytes) -> None:
+        if self._highest is None:
+            ext = sequence_number
+        else:
+            delta = (sequence_number - self._highest) & 0xFFFF
+            ext = self._highest + delta if delta < 0x8000 else self._highest + delta - 0x10000
+        self._highest = ext if self._highest is None else max(self._highest, ext)
+        self._arrivals.append((time.monotonic(), ext, carries_fec(payload)))
+
+    def figures(self, since: float = 0.0, until: float = float("inf")) -> LossFigures:
+        """Loss among the packets sent between the first and the last that arrived within [since, until)."""
+        arrived = {ext: fec for at, ext, fec in self._arrivals if since <= at < until}
+        if not arrived:
+            return LossFigures(0, 0, 0)
+        first, last = min(arrived), max(arrived)
+        missing = [ext for ext in range(first, last + 1) if ext not in arrived]
+        recovered = sum(1 for ext in missing if arrived.get(ext + 1, False))
+        return LossFigures(last - first + 1, len(missing), recovered)
+
+
+class DecodeErrors(logging.Handler):
+    """Counts aiortc's "failed to decode" warnings in this process (a corrupted or undecodable frame)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed to decode" in record.getMessage():
+            self.count += 1
+
+    def __enter__(self) -> DecodeErrors:
+        logging.getLogger("aiortc.rtcrtpreceiver").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("aiortc.rtcrtpreceiver").removeHandler(self)
