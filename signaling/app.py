@@ -276,6 +276,12 @@ def create_app(config: Config) -> web.Application:
     )
     app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
 
+    def facility_name(facility_id: str) -> str | None:
+        facility = directory.current.facility(facility_id)
+        return facility.name if facility is not None else None
+
+    events.facility_name = facility_name
+
     async def start_media(app: web.Application) -> None:
         if cluster is not None:
             await cluster.start()

@@ -95,6 +95,8 @@ class SignalingEvents:
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
         self.gates: list[RoomGate] = []
+        self.facility_name: Callable[[str], str | None] = lambda facility_id: None
+        """A facility id's name in the directory (None: unknown), shown on participants' tiles."""
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -293,6 +295,8 @@ class SignalingEvents:
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
         participant = self.registry.add(message.room, name, facility, identity, sid)
+        if not identity.is_guest:  # a guest's facility is what they typed
+            participant.facility_name = self.facility_name(facility) or ""
         members = self.registry.members(message.room)
         for gate in self.gates:
             gate.joined(message.room, identity, [p.identity for p in members])
