@@ -1,14 +1,18 @@
 """The technician's pages in real headless Chromium: the connection-point dashboard (scope, filters, online state,
 last verdict, trend) and a point's page, where the browser itself runs a link test against the server over loopback
 (its data channels speak media/linktest_wire.py), shows progress and the verdict, and finds the stored result in the
-history list and chart."""
+history list and chart; with TURN configured, through each TURN path as well."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page
 from support import ACCOUNTS, PASSWORD, ROOT, Server, server_fixture
+from turn_support import TurnServer, needs_turnserver
 
 from client.lobby import LobbyClient
 from signaling.directory import load_directory
@@ -117,6 +121,24 @@ async def test_technician_runs_a_link_test_and_finds_it_in_the_history(browser: 
         await at_point.close()
 
 
+async def test_a_cancelled_test_is_kept_as_partial(browser: Browser, server: Server) -> None:
+    errors: list[str] = []
+    page = await signed_in(browser, server, "technician", "/points/ttyt-muong-te-cc", errors)
+    await page.wait_for_function(READY)
+    await page.click("#run-test")
+    await page.wait_for_function("window.hoichanPoint.progress.phase === 'ping'", timeout=30_000)
+    await page.click("#cancel-test")
+    await page.wait_for_function("document.body.dataset.testState !== 'running'", timeout=30_000)
+    assert await page.evaluate("document.body.dataset.testState") == "done"
+    result = await page.evaluate("window.hoichanPoint.result")
+    assert result["status"] == "partial" and result["stopReason"] == "cancelled" and result["stoppedIn"] == "ping"
+    assert "Dừng giữa chừng" in await page.inner_text("#verdict-when")
+    codes = await page.eval_on_selector_all("#verdict-reasons li", "ls => ls.map(l => l.dataset.code)")
+    assert "incomplete" in codes
+    assert await page.eval_on_selector_all("#tests tbody tr", "rs => rs.map(r => r.dataset.status)") == ["partial"]
+    assert errors == []
+
+
 async def test_admin_filters_every_point_by_province_facility_and_tier(browser: Browser, server: Server) -> None:
     errors: list[str] = []
     page = await signed_in(browser, server, "admin", "/points", errors)
@@ -153,4 +175,51 @@ async def test_a_point_of_another_facility_is_not_shown(browser: Browser, server
     await page.wait_for_function("document.body.dataset.state === 'failed'")
     assert "không có quyền xem" in await page.inner_text("#point-message")
     assert await page.locator("#point-main").is_hidden()
+    assert errors == []
+
+
+@pytest.fixture(scope="module")
+def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
+    server = TurnServer(tmp_path_factory.mktemp("coturn"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def turn_server(tmp_path_factory: pytest.TempPathFactory, turn: TurnServer) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("turn-points"), env={
+        "HOICHAN_LINKTEST__PING_SECONDS": "1",
+        "HOICHAN_LINKTEST__RAMP_SECONDS": "2",
+        "HOICHAN_LINKTEST__MAX_KBPS": "800",
+        "HOICHAN_LINKTEST__CONNECT_TIMEOUT_SECONDS": "5",
+        "HOICHAN_TURN__URLS": json.dumps(turn.urls),
+        "HOICHAN_TURN__SECRET": turn.secret,
+    })
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@needs_turnserver
+async def test_the_page_tests_the_turn_paths_too(browser: Browser, turn_server: Server) -> None:
+    """With TURN configured, each TURN path is answered by a relay-only peer connection with the handed-out
+    credentials, and the server reports every path."""
+    server = turn_server
+    errors: list[str] = []
+    page = await signed_in(browser, server, "technician", "/points/ttyt-muong-te-hc1", errors)
+    await page.wait_for_function("document.body.dataset.state === 'ready'")
+    await page.click("#run-test")
+    await page.wait_for_function("['done', 'failed'].includes(document.body.dataset.testState)", timeout=60_000)
+    assert await page.evaluate("document.body.dataset.testState") == "done", await page.inner_text("#point-message")
+    result = await page.evaluate("window.hoichanPoint.result")
+    paths = {p["path"]: p for p in result["paths"]}
+    assert paths["udp"]["status"] == "ok" and result["measuredOn"] == "udp"
+    for name in ("turn-udp", "turn-tcp"):
+        assert paths[name]["status"] == "ok" and paths[name]["candidate"]["remote"] == "relay", name
+    # Chromium does not trust the test coturn's self-signed certificate: that path fails, is said so, and the test
+    # still completes on the others (a real TURN server's certificate is signed by a public authority)
+    assert paths["turn-tls"]["status"] == "failed" and result["status"] == "complete"
+    shown = await page.eval_on_selector_all("#verdict-paths li", "ls => ls.map(l => [l.dataset.path, l.dataset.status])")
+    assert dict(shown) == {name: p["status"] for name, p in paths.items()}
     assert errors == []
