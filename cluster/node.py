@@ -119,6 +119,8 @@ class MediaNode:
                                  exc, extra=self._log())
                 failing = True
                 self._origin_missing.clear()  # a process is judged only on what a reachable Redis says
+            except Exception:  # a bug must not end the heartbeats: the node would keep rooms it no longer claims
+                logger.exception("media node %s: heartbeat failed", self.node_id, extra=self._log())
             await asyncio.sleep(self._interval)
 
     async def _drop_orphans(self) -> None:

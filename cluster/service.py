@@ -108,7 +108,11 @@ class ClusterMediaService:
 
     async def _join_on_node(self, participant_id: str, seat: _Seat) -> None:
         for attempt in range(2):
-            node_id, moved = await self._placement.place(seat.room_id)
+            try:
+                node_id, moved = await self._placement.place(seat.room_id)
+            except MediaError:
+                seat.lost = True
+                raise
             if moved:
                 logger.warning("room %s placed again, on media node %s (its node died)", seat.room_id, node_id,
                                extra={"room_id": seat.room_id, "node_id": node_id})
@@ -119,6 +123,7 @@ class ClusterMediaService:
             except MediaError as exc:
                 if exc.code == "moved" and attempt == 0:
                     continue  # the placement changed between our look-up and the node's claim: look again
+                seat.lost = True  # not joined anywhere: the next restart-media tries again
                 raise
             seat.incarnation = joined["incarnation"]
             return
