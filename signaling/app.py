@@ -40,7 +40,7 @@ from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
 from .presence import Presence
 from .recordings import api as recordings
-from . import link_history_api
+from . import link_history_api, points_api
 from .link_history import LinkHistory
 from .linktests import api as linktests_api
 from .linktests.history import LinkTestHistory
@@ -193,6 +193,18 @@ async def consults_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "consults.html")
 
 
+@public
+async def points_page(request: web.Request) -> web.FileResponse:
+    """The technician's dashboard of connection points; ``GET /api/points`` decides what it lists."""
+    return web.FileResponse(WEB_ROOT / "points.html")
+
+
+@public
+async def point_page(request: web.Request) -> web.FileResponse:
+    """One connection point: run a link test, its history; the API refuses what the account may not see."""
+    return web.FileResponse(WEB_ROOT / "point.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -333,11 +345,14 @@ def create_app(config: Config) -> web.Application:
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
     linktests_api.add_routes(app, link_tests)
+    points_api.add_routes(app)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/lobby", lobby_page)
     app.router.add_get("/consults", consults_page)
+    app.router.add_get("/points", points_page)
+    app.router.add_get("/points/{point_id:[a-z0-9][a-z0-9_-]{0,63}}", point_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app
