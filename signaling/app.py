@@ -10,7 +10,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from cluster.load import CpuMeter
+from cluster.roster import RedisRoster
 from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
 from media.router import Notify
@@ -34,6 +35,8 @@ from .consult_log import ConsultLog
 from .dispatch import Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents, account_room
+from .rooms import RoomRegistry
+from .roster import LocalRoster, Roster
 from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .metrics import AppMetrics, LinkStats, add_media_gauges
@@ -93,6 +96,15 @@ def media_service(config: Config, notify: Notify) -> MediaService:
         log_level=config.logging.level,
         settings=settings,
     )
+
+
+def socket_manager(config: Config) -> socketio.AsyncManager:
+    """Clustered: socket.io's Redis manager, so an emit to a socket.io room reaches its sockets on every process."""
+    if not config.cluster.enabled:
+        return socketio.AsyncManager()
+    assert config.cluster.redis_url is not None
+    return socketio.AsyncRedisManager(config.cluster.redis_url, channel=f"{config.cluster.key_prefix}socketio",
+                                      redis_options={"socket_connect_timeout": 1.0, "socket_timeout": 2.0})
 
 
 def media_pids(stats: dict[str, Any]) -> list[int]:
@@ -217,6 +229,7 @@ def create_app(config: Config) -> web.Application:
     app[THROTTLE] = LoginThrottle()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=socket_manager(config),
         cors_allowed_origins=[],
         max_http_buffer_size=max(config.server.max_message_bytes * 4, 1024**2),
         logger=False,
@@ -244,6 +257,12 @@ def create_app(config: Config) -> web.Application:
         media = cluster.service
     else:
         media = media_service(config, observed)
+    roster: Callable[[RoomRegistry], Roster] = LocalRoster
+    if cluster is not None:
+        redis_roster = RedisRoster(cluster.redis, cluster.keys, cluster.process_id,
+                                   lease=config.server.reconnect_grace_seconds + config.cluster.node_timeout,
+                                   interval=config.cluster.heartbeat_interval)
+        roster = lambda registry: redis_roster  # noqa: E731
     events = SignalingEvents(
         sio,
         media,
@@ -253,6 +272,7 @@ def create_app(config: Config) -> web.Application:
         room_max_participants=config.media.room_max_participants,
         reconnect_grace_seconds=config.server.reconnect_grace_seconds,
         recording_policy=config.recording.policy,
+        roster=roster,
     )
     app[EVENTS] = events
     app[MEDIA] = media
@@ -295,6 +315,7 @@ def create_app(config: Config) -> web.Application:
     events.facility_name = facility_name
 
     async def start_media(app: web.Application) -> None:
+        await events.start()
         if cluster is not None:
             await cluster.start()
             return
@@ -324,6 +345,7 @@ def create_app(config: Config) -> web.Application:
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
+        await events.close()
         if cluster is not None:
             await cluster.close()
         else:
