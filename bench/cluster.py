@@ -164,14 +164,15 @@ class Deployment:
 # -- throughput -------------------------------------------------------------------------------------------
 
 
-def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float) -> Throughput:
+def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float, pin: bool = True
+               ) -> Throughput:
     rooms = room_shape(streams)
     processes = Processes()
     with tempfile.TemporaryDirectory() as tmp:
         deployment = Deployment(Path(tmp), redis_url, processes, f"cluster-{nodes}nodes-{streams}")
         try:
             deployment.start_signaling()
-            node_procs = [deployment.start_node(f"node{i}", i % CORES) for i in range(nodes)]
+            node_procs = [deployment.start_node(f"node{i}", i % CORES if pin else None) for i in range(nodes)]
             loadgens = [LoadGenerator(processes.spawn([sys.executable, str(ROOT / "bench" / "loadgen.py")],
                                                       deployment.env, LOGS / f"{deployment.log}-loadgen{i}.log",
                                                       pipes=True))
@@ -318,6 +319,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 16 only, short windows, one recovery round")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (keys under a fresh prefix)")
     parser.add_argument("--recovery", action="store_true", help="only the recovery scenario")
+    parser.add_argument("--no-pin", action="store_true", help="leave media nodes unpinned (a machine shared with "
+                        "other work, where a pinned node cannot move off a busy core)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     ensure_clip()
@@ -337,7 +340,7 @@ def main() -> None:
             while background_load(1.0) > QUIET and time.monotonic() < quiet_by:
                 pass
             try:
-                result = throughput(args.redis, nodes, streams, warmup, measure)
+                result = throughput(args.redis, nodes, streams, warmup, measure, pin=not args.no_pin)
             except RuntimeError as exc:
                 print(f"| {nodes} | {streams} | failed: {exc} |", flush=True)
                 continue
