@@ -8,8 +8,6 @@ an unknown one is refused rather than answered with an empty list that looks lik
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from .auth import error_response, identity_of, require
@@ -23,17 +21,6 @@ __all__ = ["TREND_LENGTH", "add_routes"]
 
 TREND_LENGTH = 10
 """How many recent tests a point's trend shows."""
-
-def _summary(result: dict[str, Any]) -> dict[str, Any]:
-    """What the dashboard shows of one test: when, how it ended, the verdict and the headline figures."""
-    return {
-        "id": result["id"],
-        "startedAt": result["startedAt"],
-        "status": result["status"],
-        "tier": result["verdict"]["tier"],
-        "carries": result["verdict"]["carries"],
-        **{key: result.get(key) for key in ("rttMs", "jitterMs", "loss", "downKbps", "upKbps")},
-    }
 
 
 def _filters(request: web.Request, directory: Directory) -> dict[str, str] | web.Response:
@@ -71,7 +58,7 @@ async def list_points(request: web.Request) -> web.Response:
         if not may_test(identity.role, identity.facility_id, point) or not _matches(point, directory, chosen):
             continue
         facility = directory.facilities[point.facility]
-        recent = [_summary(r) for r in history.of_point(point.id, TREND_LENGTH)]
+        recent = history.recent(point.id, TREND_LENGTH)
         points.append({
             "id": point.id,
             "label": point.label,
