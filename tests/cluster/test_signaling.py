@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from cluster_support import Balancer, Cluster, join_ack, needs_redis
+from cluster_support import Balancer, Cluster, PrivateRedis, join_ack, needs_redis, needs_redis_server
 from support import ACCOUNTS, PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.lobby import LobbyClient
@@ -179,6 +180,23 @@ async def test_two_central_doctors_on_two_processes_accepting_at_once_one_wins(c
             await doctor.call("duty", {"onDuty": False})
         for client in (first, second, *callers):
             await client.close()
+
+
+@needs_redis_server
+async def test_with_redis_unreachable_a_new_call_is_refused_as_degraded(tmp_path: Path) -> None:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    cluster = Cluster(tmp_path, redis.url)
+    try:
+        server = cluster.add_signaling()
+        caller = await open_lobby(server, "doctor")
+        redis.stop()
+        answer = await caller.call("consult-request", CARDIOLOGY)
+        assert not answer["ok"] and answer["error"]["code"] == "service-degraded", answer
+        await caller.close()
+    finally:
+        cluster.stop()
+        redis.stop()
 
 
 async def test_a_killed_signaling_process_participant_resumes_elsewhere_and_keeps_media(
