@@ -76,6 +76,12 @@ class Throughput:
     other_cpu: float
     fps: list[float]
     latencies: list[float]
+    rooms_per_node: list[int]  # where the signaling process placed the rooms
+
+    @property
+    def per_stream(self) -> float:
+        """Media nodes' CPU per forwarded stream, % of one core."""
+        return sum(self.node_cpu) / self.streams
 
     @property
     def held(self) -> bool:
@@ -158,14 +164,15 @@ class Deployment:
 # -- throughput -------------------------------------------------------------------------------------------
 
 
-def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float) -> Throughput:
+def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float, pin: bool = True
+               ) -> Throughput:
     rooms = room_shape(streams)
     processes = Processes()
     with tempfile.TemporaryDirectory() as tmp:
         deployment = Deployment(Path(tmp), redis_url, processes, f"cluster-{nodes}nodes-{streams}")
         try:
             deployment.start_signaling()
-            node_procs = [deployment.start_node(f"node{i}", i % CORES) for i in range(nodes)]
+            node_procs = [deployment.start_node(f"node{i}", i % CORES if pin else None) for i in range(nodes)]
             loadgens = [LoadGenerator(processes.spawn([sys.executable, str(ROOT / "bench" / "loadgen.py")],
                                                       deployment.env, LOGS / f"{deployment.log}-loadgen{i}.log",
                                                       pipes=True))
@@ -190,6 +197,7 @@ def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure:
             after = ([cpu_seconds(g) for g in groups], cpu_seconds(signaling), cpu_seconds(loadgen_pids),
                      machine_seconds(), time.monotonic())
             reports = [g.receive(measure + 30) for g in loadgens]
+            placed = [deployment.node_of(f"room{i}") for i in range(len(rooms))]
         finally:
             processes.stop()
             deployment.clean()
@@ -202,11 +210,12 @@ def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure:
     signaling_cpu, loadgen_cpu, machine = pct(after[1], before[1]), pct(after[2], before[2]), pct(after[3], before[3])
     return Throughput(nodes, streams, ready, node_cpu, signaling_cpu, loadgen_cpu,
                       machine - sum(node_cpu) - signaling_cpu - loadgen_cpu,
-                      [x for r in reports for x in r["fps"]], [x for r in reports for x in r["latencies"]])
+                      [x for r in reports for x in r["fps"]], [x for r in reports for x in r["latencies"]],
+                      [placed.count(f"node{i}") for i in range(nodes)])
 
 
-THROUGHPUT_HEADER = ("| media nodes | N | rooms | node CPU % (each) | signaling CPU % | fps mean (min) | held "
-                     "| latency ms p50 / p95 | load gen CPU % | other CPU % |")
+THROUGHPUT_HEADER = ("| media nodes | N | rooms (per node) | node CPU % (each) | node CPU per stream % | streams/core "
+                     "| signaling CPU % | fps mean (min) | held | latency ms p50 / p95 | load gen CPU % | other CPU % |")
 
 
 def throughput_row(r: Throughput) -> str:
@@ -215,7 +224,8 @@ def throughput_row(r: Throughput) -> str:
                if r.latencies else "–")
     held = "yes" if r.held else "no" if r.ready == r.streams else f"no ({r.ready}/{r.streams} started)"
     return (f"| {r.nodes} | {r.streams} | {len(room_shape(r.streams))}×(1+≤{FANOUT}) "
-            f"| {' + '.join(f'{c:.0f}' for c in r.node_cpu)} | {r.signaling_cpu:.0f} | {fps} | {held} | {latency} "
+            f"({' + '.join(str(n) for n in r.rooms_per_node)}) | {' + '.join(f'{c:.0f}' for c in r.node_cpu)} "
+            f"| {r.per_stream:.2f} | {100 / r.per_stream:.0f} | {r.signaling_cpu:.0f} | {fps} | {held} | {latency} "
             f"| {r.loadgen_cpu:.0f} | {r.other_cpu:.0f} |")
 
 
@@ -309,6 +319,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 16 only, short windows, one recovery round")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (keys under a fresh prefix)")
     parser.add_argument("--recovery", action="store_true", help="only the recovery scenario")
+    parser.add_argument("--no-pin", action="store_true", help="leave media nodes unpinned (a machine shared with "
+                        "other work, where a pinned node cannot move off a busy core)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     ensure_clip()
@@ -328,7 +340,7 @@ def main() -> None:
             while background_load(1.0) > QUIET and time.monotonic() < quiet_by:
                 pass
             try:
-                result = throughput(args.redis, nodes, streams, warmup, measure)
+                result = throughput(args.redis, nodes, streams, warmup, measure, pin=not args.no_pin)
             except RuntimeError as exc:
                 print(f"| {nodes} | {streams} | failed: {exc} |", flush=True)
                 continue
@@ -337,7 +349,10 @@ def main() -> None:
     for nodes, rows in results.items():
         if rows:
             held = [r.streams for r in rows if r.held]
-            print(f"\n{nodes} media node(s): largest N held {max(held, default=0)}", end="")
+            cost = statistics.mean(r.per_stream for r in rows)
+            print(f"\n{nodes} media node(s), each pinned to a core: largest N held {max(held, default=0)}; node CPU "
+                  f"{cost:.2f} % per stream (mean of the rows), so {nodes * 100 / cost:.0f} streams on {nodes} "
+                  f"core(s) once nothing else needs them", end="")
     print("\n")
     rounds = 1 if args.quick else 3
     times, moved = asyncio.run(recovery(args.redis, rounds))

@@ -203,6 +203,8 @@ async def run(args: argparse.Namespace, url: str, accounts: list[dict[str, Any]]
     result = Run()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     points: list[Point] = []
+    timers: list[asyncio.TimerHandle] = []
+    accepts: list[asyncio.Future[None]] = []
 
     def on_state(point: Point) -> Any:
         async def handler(state: dict[str, Any]) -> None:
@@ -218,10 +220,15 @@ async def run(args: argparse.Namespace, url: str, accounts: list[dict[str, Any]]
                 result.ring_ms.append((now - sent) * 1000)
             if state["id"] not in result.accepting:  # the first doctor to hear it picks up, after a while
                 result.accepting.add(state["id"])
-                asyncio.get_running_loop().call_later(random.uniform(3, 10), lambda: asyncio.ensure_future(
-                    accept(point, state["id"])))  # fmt: skip
+                schedule_accept(point, state["id"])
 
         return handler
+
+    def schedule_accept(point: Point, consult_id: str) -> None:
+        def start() -> None:
+            accepts.append(asyncio.ensure_future(accept(point, consult_id)))
+
+        timers.append(asyncio.get_running_loop().call_later(random.uniform(3, 10), start))
 
     async def accept(point: Point, consult_id: str) -> None:
         answer = await point.sio.call("consult-accept", {"consult": consult_id}, timeout=30)
@@ -282,6 +289,9 @@ async def run(args: argparse.Namespace, url: str, accounts: list[dict[str, Any]]
     cpu_load = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before) * 100
     rss_peak = max(rss_peak, rss_mb(pid))
     lag_task.cancel()
+    for timer in timers:  # accepts still to come: the run is over
+        timer.cancel()
+    await asyncio.gather(*accepts)
     for start in range(0, len(points), 100):
         await asyncio.gather(*(p.sio.disconnect() for p in points[start : start + 100]))
     await session.close()

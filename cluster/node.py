@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 ORPHAN_AFTER = 3  # node timeouts a signaling process's liveness key must stay missing before its media is ended
 
 # What signaling may ask of a node; ``params`` go to the ``MediaService`` method of the same name.
-METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording")
+METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording",
+           "link_test_start", "link_test_answer", "link_test_stop")
 
 
 class MediaNode:
@@ -118,6 +119,8 @@ class MediaNode:
                                  exc, extra=self._log())
                 failing = True
                 self._origin_missing.clear()  # a process is judged only on what a reachable Redis says
+            except Exception:  # a bug must not end the heartbeats: the node would keep rooms it no longer claims
+                logger.exception("media node %s: heartbeat failed", self.node_id, extra=self._log())
             await asyncio.sleep(self._interval)
 
     async def _drop_orphans(self) -> None:
@@ -157,7 +160,7 @@ class MediaNode:
     async def _run(self, method: str, params: dict[str, Any], reply_to: str) -> Any:
         if method not in METHODS:
             raise MediaError("internal", f"unknown media command {method!r}")
-        participant_id = params.get("participant_id")
+        participant_id = params.get("participant_id", params.get("test_id"))  # a link test is notified like one
         if isinstance(participant_id, str) and method != "leave":
             self._origin[participant_id] = reply_to
         if method == "join":
@@ -261,6 +264,8 @@ class MediaNode:
         if self._observe is not None:
             await self._observe(participant_id, event, payload)
         inbox = self._origin.get(participant_id)
+        if event == "linktest-measured":  # a link test's last word
+            self._origin.pop(participant_id, None)
         if inbox is not None:
             await self._responder.send(inbox, {"notify": [participant_id, event, payload]})
 

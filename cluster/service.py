@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from media.router import Notify
 
 from .bus import Caller
 from .keys import Keys
-from .placement import Placement
+from .placement import DEGRADED, Placement, degraded
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class ClusterMediaService:
         self._notify = notify
         self._redis = redis
         self._placement = Placement(redis, keys, node_timeout)
-        self._caller = Caller(redis, blocking, keys, process_id, request_timeout, notify)
+        self._caller = Caller(redis, blocking, keys, process_id, request_timeout, self._from_node)
+        self._link_tests: dict[str, str] = {}  # running link test -> the node it runs on
         self._node_timeout = node_timeout
         self._check_interval = check_interval
         self._seats: dict[str, _Seat] = {}
@@ -106,7 +108,11 @@ class ClusterMediaService:
 
     async def _join_on_node(self, participant_id: str, seat: _Seat) -> None:
         for attempt in range(2):
-            node_id, moved = await self._placement.place(seat.room_id)
+            try:
+                node_id, moved = await self._placement.place(seat.room_id)
+            except MediaError:
+                seat.lost = True
+                raise
             if moved:
                 logger.warning("room %s placed again, on media node %s (its node died)", seat.room_id, node_id,
                                extra={"room_id": seat.room_id, "node_id": node_id})
@@ -117,6 +123,7 @@ class ClusterMediaService:
             except MediaError as exc:
                 if exc.code == "moved" and attempt == 0:
                     continue  # the placement changed between our look-up and the node's claim: look again
+                seat.lost = True  # not joined anywhere: the next restart-media tries again
                 raise
             seat.incarnation = joined["incarnation"]
             return
@@ -187,6 +194,38 @@ class ClusterMediaService:
             raise MediaError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None
         if node_id is not None:
             await self._caller.call(node_id, "stop_recording", room_id=room_id)
+
+    async def _from_node(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        if event == "linktest-measured":
+            self._link_tests.pop(participant_id, None)
+        await self._notify(participant_id, event, payload)
+
+    async def link_test_start(self, test_id: str, plan: dict[str, Any]) -> list[dict[str, str]]:
+        """On a live media node chosen at random: a link test measures the path to the media servers, and any of
+        them stands for the others."""
+        try:
+            nodes = await self._placement.live_nodes()
+        except (RedisError, OSError) as exc:
+            raise degraded(exc) from None
+        if not nodes:
+            raise MediaError(DEGRADED, "service degraded: no media node is running; try again shortly")
+        node_id = self._link_tests[test_id] = random.choice(nodes)
+        try:
+            return list(await self._caller.call(node_id, "link_test_start", test_id=test_id, plan=plan))
+        except BaseException:
+            self._link_tests.pop(test_id, None)
+            raise
+
+    async def link_test_answer(self, test_id: str, path: str, sdp: str) -> None:
+        node_id = self._link_tests.get(test_id)
+        if node_id is None:
+            raise MediaError("not-found", f"no link test {test_id} is running")
+        await self._caller.call(node_id, "link_test_answer", test_id=test_id, path=path, sdp=sdp)
+
+    async def link_test_stop(self, test_id: str, reason: str) -> None:
+        node_id = self._link_tests.get(test_id)
+        if node_id is not None:
+            await self._caller.call(node_id, "link_test_stop", test_id=test_id, reason=reason)
 
     def stats(self) -> dict[str, Any]:
         rooms = {s.room_id for s in self._seats.values()}

@@ -524,3 +524,11 @@ def nominated_pair(transport: RTCDtlsTransport) -> dict[str, str] | None:
         return None
     local, remote = pair.local_candidate, pair.remote_candidate
     return {"local": str(local.type), "remote": str(remote.type), "protocol": str(local.transport).lower()}
+
+
+def nominated_remote_address(transport: RTCDtlsTransport) -> tuple[str, int] | None:
+    """The far end's address on the ICE pair in use (a TURN server's relay address when the peer is relayed)."""
+    pair = transport.transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return (str(pair.remote_addr[0]), int(pair.remote_addr[1]))

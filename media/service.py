@@ -13,6 +13,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import hooks
 from .errors import MediaError
+from .linktest import LinkTestPeer, LinkTestPlan
 from .router import Notify, Router
 from .settings import MediaSettings
 
@@ -33,6 +34,9 @@ class MediaService(Protocol):
     async def candidate(
         self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
     ) -> None: ...
+    async def link_test_start(self, test_id: str, plan: dict[str, Any]) -> list[dict[str, str]]: ...
+    async def link_test_answer(self, test_id: str, path: str, sdp: str) -> None: ...
+    async def link_test_stop(self, test_id: str, reason: str) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
@@ -65,6 +69,7 @@ class LocalMediaService:
         self._settings = settings
         self.routers: dict[str, Router] = {}
         self._room_of: dict[str, str] = {}
+        self.link_tests: dict[str, LinkTestPeer] = {}
 
     def _router(self, participant_id: str) -> Router:
         room_id = self._room_of.get(participant_id)
@@ -121,12 +126,48 @@ class LocalMediaService:
         transport = self._router(participant_id).member(participant_id).transport
         await transport.add_candidate(candidate, sdp_mid, sdp_mline_index)
 
+    async def link_test_start(self, test_id: str, plan: dict[str, Any]) -> list[dict[str, str]]:
+        """A link test's server peer (``linktest.py``): one offer per path. It reports through ``notify`` with
+        ``test_id`` in place of a participant id: ``linktest-progress``, then once ``linktest-measured``."""
+        if test_id in self.link_tests:
+            raise MediaError("invalid-payload", f"link test {test_id} is already running")
+        peer = LinkTestPeer(test_id, self._configuration, LinkTestPlan.from_dict(plan), self._link_test_notify)
+        self.link_tests[test_id] = peer
+        try:
+            return await peer.offers()
+        except Exception:
+            self.link_tests.pop(test_id, None)
+            await peer.close()
+            raise
+
+    async def _link_test_notify(self, test_id: str, event: str, payload: dict[str, Any]) -> None:
+        if event == "linktest-measured":
+            self.link_tests.pop(test_id, None)
+        await self._notify(test_id, event, payload)
+
+    def _link_test(self, test_id: str) -> LinkTestPeer:
+        peer = self.link_tests.get(test_id)
+        if peer is None:
+            raise MediaError("not-found", f"no link test {test_id} is running")
+        return peer
+
+    async def link_test_answer(self, test_id: str, path: str, sdp: str) -> None:
+        await self._link_test(test_id).answer(path, sdp)
+
+    async def link_test_stop(self, test_id: str, reason: str) -> None:
+        peer = self.link_tests.get(test_id)
+        if peer is not None:
+            peer.stop(reason)
+
     def stats(self) -> dict[str, Any]:
         streams = sum(len(m.transport.consumers) for r in self.routers.values() for m in r.members.values())
         members = sum(len(r.members) for r in self.routers.values())
-        return {"rooms": len(self.routers), "participants": members, "forwarded_streams": streams}
+        return {"rooms": len(self.routers), "participants": members, "forwarded_streams": streams,
+                "link_tests": len(self.link_tests)}
 
     async def close(self) -> None:
+        for peer in list(self.link_tests.values()):
+            await peer.close()
         for router in list(self.routers.values()):
             await router.close()
         self.routers.clear()

@@ -31,6 +31,7 @@ class _Worker:
     generation: int
     pending: dict[int, asyncio.Future[Any]] = field(default_factory=dict)
     rooms: dict[str, set[str]] = field(default_factory=dict)
+    link_tests: set[str] = field(default_factory=set)
     reader: asyncio.Task[None] | None = None
 
     @property
@@ -89,6 +90,9 @@ class WorkerPool:
         while line := await worker.process.stdout.readline():
             message = json.loads(line)
             if "notify" in message:
+                test_id, event, _ = message["notify"]
+                if event == "linktest-measured":
+                    worker.link_tests.discard(test_id)
                 asyncio.ensure_future(self._notify(*message["notify"]))
                 continue
             future = worker.pending.pop(message["id"], None)
@@ -108,6 +112,11 @@ class WorkerPool:
         if self._closing:
             return
         logger.error("media worker %d exited (%s); starting a new one", worker.index, worker.process.returncode)
+        for test_id in worker.link_tests:  # their peer connections died with the process: a partial result
+            asyncio.ensure_future(self._notify(test_id, "linktest-measured", {
+                "status": "partial", "stoppedIn": None, "stopReason": "media-stopped", "paths": [],
+            }))
+        worker.link_tests.clear()
         self._workers[worker.index] = replacement = await self._spawn(worker.index, worker.generation + 1)
         for room_id, members in worker.rooms.items():
             replacement.rooms[room_id] = set()
@@ -193,12 +202,39 @@ class WorkerPool:
             candidate=candidate, sdp_mid=sdp_mid, sdp_mline_index=sdp_mline_index,
         )
 
+    async def link_test_start(self, test_id: str, plan: dict[str, Any]) -> list[dict[str, str]]:
+        """On the worker with the fewest participants (a test floods a few Mbit/s for a few seconds)."""
+        worker = min(self._workers, key=lambda w: (w.participants + 4 * len(w.link_tests), w.index))
+        worker.link_tests.add(test_id)
+        try:
+            return list(await self._call(worker, "link_test_start", test_id=test_id, plan=plan))
+        except MediaError:
+            worker.link_tests.discard(test_id)
+            raise
+
+    def _worker_of_test(self, test_id: str) -> _Worker:
+        for worker in self._workers:
+            if test_id in worker.link_tests:
+                return worker
+        raise MediaError("not-found", f"no link test {test_id} is running")
+
+    async def link_test_answer(self, test_id: str, path: str, sdp: str) -> None:
+        await self._call(self._worker_of_test(test_id), "link_test_answer", test_id=test_id, path=path, sdp=sdp)
+
+    async def link_test_stop(self, test_id: str, reason: str) -> None:
+        try:
+            worker = self._worker_of_test(test_id)
+        except MediaError:
+            return
+        await self._call(worker, "link_test_stop", test_id=test_id, reason=reason)
+
     def stats(self) -> dict[str, Any]:
         rooms = [len(m) for w in self._workers for m in w.rooms.values()]
         return {
             "rooms": len(rooms),
             "participants": sum(rooms),
             "forwarded_streams": sum(2 * n * (n - 1) for n in rooms),
+            "link_tests": sum(len(w.link_tests) for w in self._workers),
             "workers": [{"pid": w.process.pid, "participants": w.participants} for w in self._workers],
         }
 

@@ -46,8 +46,11 @@ from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
 from .presence import Presence
 from .recordings import api as recordings
-from . import link_history_api
+from . import link_history_api, points_api
 from .link_history import LinkHistory
+from .linktests import api as linktests_api
+from .linktests.history import LinkTestHistory
+from .linktests.service import LinkTests
 from .schedules import api as schedules_api
 from .schedules.scheduler import Scheduler
 from .schedules.store import ScheduleStore
@@ -205,6 +208,18 @@ async def consults_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "consults.html")
 
 
+@public
+async def points_page(request: web.Request) -> web.FileResponse:
+    """The technician's dashboard of connection points; ``GET /api/points`` decides what it lists."""
+    return web.FileResponse(WEB_ROOT / "points.html")
+
+
+@public
+async def point_page(request: web.Request) -> web.FileResponse:
+    """One connection point: run a link test, its history; the API refuses what the account may not see."""
+    return web.FileResponse(WEB_ROOT / "point.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -226,7 +241,10 @@ def create_app(config: Config) -> web.Application:
     sio.attach(app)
 
     async def notify(participant_id: str, event: str, payload: dict[str, Any]) -> None:
-        await events.notify(participant_id, event, payload)
+        if event.startswith("linktest-"):  # about a link test (its id in place of a participant's)
+            await link_tests.on_media(participant_id, event, payload)
+        else:
+            await events.notify(participant_id, event, payload)
 
     async def observed(participant_id: str, event: str, payload: dict[str, Any]) -> None:
         await links.observe(participant_id, event, payload)
@@ -266,6 +284,7 @@ def create_app(config: Config) -> web.Application:
     )
     scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
 
+    link_tests = LinkTests(events, media, LinkTestHistory(connect(config.store.path)), directory, config)
     link_history = LinkHistory(connect(config.store.path))
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
@@ -301,6 +320,12 @@ def create_app(config: Config) -> web.Application:
         link,
     )
     app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
+
+    def facility_name(facility_id: str) -> str | None:
+        facility = directory.current.facility(facility_id)
+        return facility.name if facility is not None else None
+
+    events.facility_name = facility_name
 
     async def start_media(app: web.Application) -> None:
         await events.start()
@@ -360,11 +385,15 @@ def create_app(config: Config) -> web.Application:
     recordings.add_routes(app, config)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
+    linktests_api.add_routes(app, link_tests)
+    points_api.add_routes(app)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/lobby", lobby_page)
     app.router.add_get("/consults", consults_page)
+    app.router.add_get("/points", points_page)
+    app.router.add_get("/points/{point_id:[a-z0-9][a-z0-9_-]{0,63}}", point_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

@@ -1,4 +1,5 @@
-"""The ``hoichan`` command: ``hoichan serve --config config.yaml``, ``hoichan user add|list|passwd|remove``."""
+"""The ``hoichan`` command: ``hoichan serve --config config.yaml``, ``hoichan user add|list|passwd|remove``,
+``hoichan linktest --server URL --point ID``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from media import logs
 
-from . import cli_users
+from . import cli_linktest, cli_users
 from .config import Config, ConfigError, load_config
 from .tls import ssl_context
 
@@ -53,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--role", choices=("all", "signaling", "media"), default=None,
                            help="what this process runs (overrides cluster.role; signaling and media need Redis)")
     cli_users.add_parser(commands)
+    cli_linktest.add_parser(commands)
     args = parser.parse_args(argv)
 
+    if args.command == "linktest":
+        return cli_linktest.run(args)
     if args.command == "user":
         try:
             return cli_users.run(args)

@@ -50,6 +50,7 @@ __all__ = [
     "DirectoryConfig",
     "DispatchConfig",
     "IceServer",
+    "LinkTestConfig",
     "LoggingConfig",
     "MediaConfig",
     "MetricsConfig",
@@ -60,6 +61,7 @@ __all__ = [
     "SharingConfig",
     "StoreConfig",
     "TlsConfig",
+    "TurnConfig",
     "load_config",
 ]
 
@@ -462,6 +464,55 @@ class SchedulerConfig(_Section):
         return value
 
 
+def _turn_url(value: str) -> str:
+    if not value.startswith(("turn:", "turns:")):
+        _fail(f"must be a turn: or turns: URI (got {_show(value)})")
+    return value
+
+
+TurnUrl = Annotated[IceUrl, AfterValidator(_turn_url)]
+
+
+class TurnConfig(_Section):
+    """A TURN server that accepts time-limited credentials (coturn's ``use-auth-secret``, the TURN REST scheme)."""
+
+    urls: tuple[TurnUrl, ...] = ()
+    """turn:/turns: URIs of the TURN server; empty = no TURN (link tests then report the TURN paths as not set up)."""
+    secret: str | None = None
+    """The shared secret, coturn's ``static-auth-secret``; credentials are HMAC-SHA1 of it, never stored."""
+    credential_ttl_minutes: int = Field(default=60, ge=1, le=60 * 24 * 7)
+    """How long a handed-out TURN credential stays valid."""
+
+    @model_validator(mode="after")
+    def _secret_with_urls(self) -> TurnConfig:
+        if self.urls and not self.secret:
+            _fail("required when urls are set (coturn's static-auth-secret)", "secret")
+        if self.secret is not None and len(self.secret) < 16:
+            _fail(f"must be at least 16 characters (got {len(self.secret)})", "secret")
+        return self
+
+
+class LinkTestConfig(_Section):
+    """The technician's link test of a connection point against this media server (docs/linktest.md)."""
+
+    ping_seconds: float = Field(default=4.0, ge=0.5, le=30)
+    """How long RTT, jitter and loss are sampled (a ping every ping_interval_ms)."""
+    ping_interval_ms: float = Field(default=20.0, ge=5, le=200)
+    """Gap between pings: 20 ms is an audio packet's pace, light enough for a 64 kbit/s link."""
+    step_seconds: float = Field(default=0.5, ge=0.1, le=5)
+    """Length of each throughput ramp step."""
+    ramp_seconds: float = Field(default=8.0, ge=1, le=60)
+    """Longest a throughput ramp may take, per direction."""
+    max_kbps: float = Field(default=3000.0, ge=100, le=100_000)
+    """Highest rate a ramp offers; a link that carries it is reported as "at least" this (720p needs ~1200)."""
+    connect_timeout_seconds: float = Field(default=8.0, ge=1, le=60)
+    """How long each path (UDP, TURN over UDP/TCP/TLS) may take to connect before it counts as blocked."""
+    min_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    """Least time between two test starts for one connection point (tests flood the link)."""
+    max_concurrent: int = Field(default=2, ge=1, le=64)
+    """Tests running at once on this server, all points together."""
+
+
 class LoggingConfig(_Section):
     """Log verbosity and shape."""
 
@@ -559,6 +610,8 @@ class Config(_Section):
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    turn: TurnConfig = Field(default_factory=TurnConfig)
+    linktest: LinkTestConfig = Field(default_factory=LinkTestConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

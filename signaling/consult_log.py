@@ -2,8 +2,9 @@
 
 Time to answer is the number the programme is judged by, so it is recorded twice: wall-clock stamps (UTC, ms) say
 *when*, and a monotonic duration measured in the dispatching process (``answer_ms``, and ``elapsed_ms`` on every
-event) says *how long*, immune to clock steps (NTP) during a call. Each row is written when the event happens, in
-its own transaction, so a restart loses nothing; consults a restart cut short are closed as ``interrupted``.
+event) says *how long*, immune to clock steps (NTP) during a call. Each step of a consult is written as one
+transaction as it happens (dispatch writes it right after telling the people concerned), so a restart loses
+nothing; consults a restart cut short are closed as ``interrupted``.
 """
 
 from __future__ import annotations

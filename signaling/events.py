@@ -106,6 +106,8 @@ class SignalingEvents:
         self.room_closed_listeners: list[Callable[[str], None]] = []
         """Called with a room's id when its last participant has gone."""
         self.gates: list[RoomGate] = []
+        self.facility_name: Callable[[str], str | None] = lambda facility_id: None
+        """A facility id's name in the directory (None: unknown), shown on participants' tiles."""
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
@@ -323,6 +325,8 @@ class SignalingEvents:
             gate.admit(identity, message.room)
         await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
         participant = self.registry.new(message.room, name, facility, identity)
+        if not identity.is_guest:  # a guest's facility is what they typed
+            participant.facility_name = self.facility_name(facility) or ""
         try:
             admitted = await self.roster.add(participant, self._room_max)
             members = await self.roster.members(message.room) if admitted else []

@@ -24,12 +24,15 @@ class Participant:
     audio_muted: bool = False
     video_off: bool = False
     pending_offer: dict[str, Any] | None = field(default=None, repr=False)
+    facility_name: str = ""
+    """The facility as people know it (the directory's name); ``facility`` stays the id the server checks."""
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "facility": self.facility,
+            "facilityName": self.facility_name or self.facility,
             "role": self.identity.role,
             "audioMuted": self.audio_muted,
             "videoOff": self.video_off,

@@ -139,3 +139,23 @@ class ConsultRef(Message):
 class ConsultInvite(Message):
     consult: ConsultId
     username: Username
+
+
+# -- link tests ----------------------------------------------------------------------------------------------
+
+TestId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+LinkTestPath = Literal["udp", "turn-udp", "turn-tcp", "turn-tls"]
+
+
+class LinkTestStart(Message):
+    point: Slug
+
+
+class LinkTestAnswer(Message):
+    testId: TestId
+    path: LinkTestPath
+    sdp: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP_CHARS)]
+
+
+class LinkTestCancel(Message):
+    testId: TestId

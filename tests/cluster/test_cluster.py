@@ -17,6 +17,7 @@ from cluster_support import Cluster, join_ack, json_log_entries, needs_redis
 from prometheus_client.parser import text_string_to_metric_families
 from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
+from client.linktest import LinkTestSession
 from client.participant import Participant
 
 pytestmark = needs_redis
@@ -26,7 +27,8 @@ TOKEN = "scrape-token-for-tests-0123456789"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), "redis://127.0.0.1:6379/0",
-                      extra={"HOICHAN_METRICS__TOKEN": TOKEN, "HOICHAN_RECORDING__POLICY": "always"})
+                      extra={"HOICHAN_METRICS__TOKEN": TOKEN, "HOICHAN_RECORDING__POLICY": "always",
+                             "HOICHAN_LINKTEST__PING_SECONDS": "1", "HOICHAN_LINKTEST__MAX_KBPS": "800"})
     try:
         cluster.add_signaling()
         cluster.add_signaling()
@@ -115,6 +117,17 @@ async def test_one_room_from_two_signaling_processes_and_a_node_killed(cluster: 
             first = tracks[(participant_id, kind, 1)]
             # (a file cut before its first one-second cluster was flushed has no duration)
             assert track["start_offset"] >= first["start_offset"] + (first["duration"] or 0) - 0.3, (first, track)
+
+
+async def test_a_link_test_runs_on_a_media_node_and_its_result_reaches_the_signaling_process(
+    cluster: Cluster,
+) -> None:
+    signaling = cluster.signaling[0]
+    result = await LinkTestSession(signaling.url, "ttyt-muong-te-hc1", await signaling.login("technician")).run(60)
+    assert result["status"] == "complete" and result["paths"][0]["status"] == "ok"
+    assert result["rttMs"] < 50 and result["downKbps"] > 600 and result["upKbps"] > 600
+    status, history = await signaling.get("/api/points/ttyt-muong-te-hc1/link-tests", user="technician")
+    assert status == 200 and [t["id"] for t in history["tests"]] == [result["id"]]
 
 
 async def test_json_logs_carry_room_and_participant_ids(cluster: Cluster) -> None:
@@ -215,8 +228,11 @@ async def test_the_media_of_a_dead_signaling_process_is_ended(tmp_path: Path) ->
         while await on_node() != 3:  # a join's reply comes before its media session has opened on the node
             assert time.monotonic() - started < 10, "the participants' media did not reach the node"
             await asyncio.sleep(0.1)
-        stops.stop()  # SIGTERM: its participant's media is ended before it exits
-        assert await on_node() == 2
+        stops.stop()  # SIGTERM: its participant's media is ended as it exits (well before the 6 s of an orphan)
+        stopped = time.monotonic()
+        while await on_node() != 2:
+            assert time.monotonic() - stopped < 4, "a cleanly stopped process left its participant on the node"
+            await asyncio.sleep(0.1)
         crashes.kill()
         started = time.monotonic()
         while await on_node() != 1:

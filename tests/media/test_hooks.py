@@ -102,6 +102,9 @@ async def test_udp_sender_protects_and_sends_on_the_nominated_pair() -> None:
             await asyncio.sleep(0.05)
         send = hooks.udp_sender(transport)
         assert send is not None
+        remote = hooks.nominated_remote_address(transport)
+        local_of_b = b.getReceivers()[0].transport.transport._connection._nominated[1].local_candidate
+        assert remote == (local_of_b.host, local_of_b.port)
         received = b.getReceivers()[0].transport._RTCDtlsTransport__rx_packets  # type: ignore[attr-defined]
         sent = transport._RTCDtlsTransport__tx_packets  # type: ignore[attr-defined]
         header = bytes([0x80, 96, 0, 1, 0, 0, 0, 1]) + sender.sender._ssrc.to_bytes(4, "big")
@@ -198,6 +201,7 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         assert hooks.remb_total([watch, more], since=watch.remb_at + 1) is None  # stale
 
         assert hooks.nominated_pair(consumer.sender.transport) is None  # not connected
+        assert hooks.nominated_remote_address(consumer.sender.transport) is None
     finally:
         await pc.close()
 

@@ -133,3 +133,19 @@ async def test_rest_api_answers_and_refuses_unknown_rooms(server: Server) -> Non
     assert (await server.get("/api/rooms/nope", user="admin"))[0] == 404
     assert (await server.get("/room/..%2f..%2fetc"))[0] == 404
     assert (await server.get("/static/../signaling/config.py"))[0] == 404
+
+
+async def test_tiles_name_a_signed_in_facility_as_the_directory_does(server: Server) -> None:
+    doctor = socketio.AsyncClient(reconnection=False)
+    await doctor.connect(server.url, transports=["websocket"], auth={"token": await server.login("doctor")})
+    guest = await RawClient(server).connect()
+    try:
+        mine = await doctor.call("join", {"room": "names"}, timeout=10)
+        assert mine["self"]["facility"] == "ttyt-muong-te"  # the id, which the server checks
+        assert mine["self"]["facilityName"] == "Trung tâm Y tế Mường Tè"  # what people read
+        theirs = await guest.call("join", {"room": "names", "name": "Khách", "facility": "Trạm y tế Ka Lăng"})
+        assert theirs["self"]["facilityName"] == "Trạm y tế Ka Lăng"  # a guest's facility is what they typed
+        assert [p["facilityName"] for p in theirs["peers"]] == ["Trung tâm Y tế Mường Tè"]
+    finally:
+        await doctor.disconnect()
+        await guest.sio.disconnect()

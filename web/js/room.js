@@ -84,6 +84,7 @@ async function main(room) {
     selfTile.setInfo({
       name: session?.self?.name ?? session?.name ?? '',
       facility: session?.self?.facility ?? session?.facility ?? '',
+      facilityName: session?.self?.facilityName,
       audioMuted: media.audioMuted,
       videoOff: media.videoOff,
       placeholderKey: media.hasLive('video') ? undefined : 'control.noCamera',

@@ -5,7 +5,7 @@ import { Signaling } from './signaling.js';
 import { PeerSession } from './peer.js';
 
 /** @typedef {'connecting'|'connected'|'reconnecting'|'failed'|'left'} ConnState */
-/** @typedef {{id: string, name: string, facility: string, audioMuted: boolean, videoOff: boolean}} Participant */
+/** @typedef {{id: string, name: string, facility: string, facilityName: string, audioMuted: boolean, videoOff: boolean}} Participant */
 /** @typedef {{reason: 'network'|'media'|'join'|'auth', code?: string, message?: string}} Failure */
 
 const JOIN_TIMEOUT_MS = 10000;

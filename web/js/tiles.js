@@ -61,7 +61,8 @@ export class Tile {
     /** @type {Record<string, any> | null} */
     this.quality = null;
     /** placeholderKey: i18n key overriding the placeholder text (local tile without a camera). */
-    /** @type {{name: string, facility: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string}} */
+    /** facilityName: the facility as the directory names it ("TTYT huyện Mường Tè"), shown instead of its id. */
+    /** @type {{name: string, facility: string, facilityName?: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string}} */
     this.info = { name: '', facility: '', audioMuted: false, videoOff: false };
     /** @type {ParticipantTracks} */
     this.tracks = { audio: null, video: null };
@@ -110,7 +111,8 @@ export class Tile {
   }
 
   render() {
-    const { name, facility, audioMuted, videoOff } = this.info;
+    const { name, audioMuted, videoOff } = this.info;
+    const facility = this.info.facilityName || this.info.facility;
     this.nameEl.textContent = this.local ? `${t('room.you')}${name ? ` · ${name}` : ''}` : name;
     this.facilityEl.textContent = facility || '';
     this.facilityEl.hidden = !facility;
