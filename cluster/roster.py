@@ -156,7 +156,8 @@ class RedisRoster:
         public = data["public"]
         return Participant(id=participant_id, room_id=room, name=public["name"], facility=public["facility"],
                            identity=_identity(data["identity"]), resume_token=resume_token,
-                           audio_muted=public["audioMuted"], video_off=public["videoOff"])
+                           audio_muted=public["audioMuted"], video_off=public["videoOff"],
+                           facility_name=public.get("facilityName", ""))
 
     async def start(self, local: Callable[[], list[Participant]], gone: Gone) -> None:
         self._task = asyncio.ensure_future(self._renew_forever(local, gone))
