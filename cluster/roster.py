@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -30,14 +31,16 @@ logger = logging.getLogger(__name__)
 
 # KEYS: members, leases, seat. ARGV: participant, entry, limit, lease seconds, room.
 _ADD = """
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local lease = tonumber(ARGV[4])
+local ttl = math.ceil(lease)
 if redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
-redis.call('EXPIRE', KEYS[1], lease)
-redis.call('EXPIRE', KEYS[2], lease)
-redis.call('SET', KEYS[3], cjson.encode({room = ARGV[5], id = ARGV[1]}), 'EX', lease)
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('SET', KEYS[3], cjson.encode({room = ARGV[5], id = ARGV[1]}), 'EX', ttl)
 return 1
 """
 
@@ -55,19 +58,21 @@ return 1
 _CLAIM = """
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 if not entry then return false end
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local decoded = cjson.decode(entry)
 decoded.process = ARGV[2]
 entry = cjson.encode(decoded)
 redis.call('HSET', KEYS[1], ARGV[1], entry)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[3])))
 return entry
 """
 
 # KEYS: members, leases. ARGV: seat key prefix. Removes lapsed seats and returns their entries.
 _SWEEP = """
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local gone = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   local entry = redis.call('HGET', KEYS[1], id)
@@ -93,7 +98,8 @@ class RedisRoster:
         self._redis = redis
         self._keys = keys
         self._process = process_id
-        self._lease = max(1, round(lease))
+        self._lease = lease
+        self._ttl = math.ceil(lease)  # of the keys, in whole seconds
         self._interval = interval
         self._add = redis.register_script(_ADD)
         self._remove = redis.register_script(_REMOVE)
@@ -126,8 +132,9 @@ class RedisRoster:
             pipe.time()
             pipe.hgetall(self._keys.members(room_id))
             pipe.zrange(self._keys.leases(room_id), 0, -1, withscores=True)
-            (seconds, _), entries, leases = await pipe.execute()
-        live = {member.decode() for member, lapses in leases if lapses > seconds}
+            (seconds, microseconds), entries, leases = await pipe.execute()
+        now = seconds + microseconds / 1e6
+        live = {member.decode() for member, lapses in leases if lapses > now}
         members = []
         for participant_id, raw in sorted(entries.items()):
             if participant_id.decode() in live:
@@ -149,7 +156,8 @@ class RedisRoster:
         public = data["public"]
         return Participant(id=participant_id, room_id=room, name=public["name"], facility=public["facility"],
                            identity=_identity(data["identity"]), resume_token=resume_token,
-                           audio_muted=public["audioMuted"], video_off=public["videoOff"])
+                           audio_muted=public["audioMuted"], video_off=public["videoOff"],
+                           facility_name=public.get("facilityName", ""))
 
     async def start(self, local: Callable[[], list[Participant]], gone: Gone) -> None:
         self._task = asyncio.ensure_future(self._renew_forever(local, gone))
@@ -174,12 +182,13 @@ class RedisRoster:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.time()
             for participant in participants:
-                pipe.expire(self._keys.seat(participant.resume_token), self._lease)
+                pipe.expire(self._keys.seat(participant.resume_token), self._ttl)
             for room in rooms:
-                pipe.expire(self._keys.members(room), self._lease)
-                pipe.expire(self._keys.leases(room), self._lease)
+                pipe.expire(self._keys.members(room), self._ttl)
+                pipe.expire(self._keys.leases(room), self._ttl)
             replies = await pipe.execute()
-        lapses = int(replies[0][0]) + self._lease
+        seconds, microseconds = replies[0]
+        lapses = seconds + microseconds / 1e6 + self._lease
         async with self._redis.pipeline(transaction=False) as pipe:
             for participant in participants:
                 pipe.zadd(self._keys.leases(participant.room_id), {participant.id: lapses}, xx=True)

@@ -19,6 +19,9 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from cluster.load import CpuMeter
+from cluster.decisions import RedisDecisions
+from cluster.dispatch_link import DispatchLink
+from cluster.presence import RedisPresence
 from cluster.roster import RedisRoster
 from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
@@ -32,7 +35,7 @@ from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config, ConfigError
 from .consult_log import ConsultLog
-from .dispatch import Dispatcher
+from .dispatch import Decisions, Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents, account_room
 from .rooms import RoomRegistry
@@ -298,13 +301,23 @@ def create_app(config: Config) -> web.Application:
         await sio.emit(event, payload, to=[account_room(name) for name in usernames])
 
     db = connect(config.store.path)
+    presence = Presence(db)
+    decisions: Decisions | None = None
+    link: DispatchLink | None = None
+    if cluster is not None:  # presence and the settling of consults shared in Redis; consults reached by forwarding
+        presence = RedisPresence(db, cluster.redis, cluster.keys, cluster.process_id,
+                                 lease=3 * config.cluster.node_timeout, interval=config.cluster.heartbeat_interval)
+        decisions = RedisDecisions(cluster.redis, cluster.keys)
+        link = DispatchLink(cluster.redis, cluster.keys, cluster.process_id, config.cluster.request_timeout)
     dispatcher = Dispatcher(
         lambda: directory.current,
-        Presence(db),
+        presence,
         ConsultLog(db, datetime.datetime.now(datetime.UTC)),
         auth.accounts,
         send,
         config.dispatch,
+        decisions,
+        link,
     )
     app[consults_api.LOBBY] = LobbyEvents(events, dispatcher, lambda: directory.current)
 
@@ -316,6 +329,9 @@ def create_app(config: Config) -> web.Application:
 
     async def start_media(app: web.Application) -> None:
         await events.start()
+        await presence.start()
+        if link is not None:
+            await link.start(dispatcher.serve, dispatcher.hear)
         if cluster is not None:
             await cluster.start()
             return
@@ -346,6 +362,9 @@ def create_app(config: Config) -> web.Application:
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
         await events.close()
+        await presence.close()
+        if link is not None:
+            await link.close()
         if cluster is not None:
             await cluster.close()
         else:

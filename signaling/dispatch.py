@@ -13,6 +13,10 @@ The one decision that races is how a consult ends: two doctors accepting at once
 cancel or against the last timeout. It is made in one place, ``Decisions.settle``: the first settlement wins and
 every later one learns who won. In one process that is a dict; a cluster swaps in a store with an atomic
 set-if-absent (Redis ``SET NX``) without touching the rest.
+
+In a cluster a consult rings from the process it was requested on (its owner); ``Peers`` (``cluster/
+dispatch_link.py``) forwards other processes' accepts, declines, cancels and invites to it, and shares the news
+every process needs: doctors reachable or off duty, each consult's view, consult rooms' comings and goings.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
@@ -79,6 +83,30 @@ class Decisions(Protocol):
         """Settle a consult once: returns the settlement in force and whether it is this one (first wins)."""
 
     def forget(self, consult_id: str) -> None: ...
+
+
+class Peers(Protocol):
+    """The other signaling processes of a cluster."""
+
+    async def own(self, consult_id: str, seconds: float) -> None:
+        """Note this process as the consult's owner for ``seconds``."""
+
+    async def forward(self, consult_id: str, method: str, params: dict[str, Any]) -> Any:
+        """Run ``method`` (``Dispatcher.serve``) on the consult's owner; raises its ``DispatchError``."""
+
+    async def announce(self, message: dict[str, Any]) -> None:
+        """Tell every other process (``Dispatcher.hear``)."""
+
+
+_FORWARDED = ("accept", "decline", "cancel", "invite")
+
+
+def _identity_data(identity: Identity) -> dict[str, Any]:
+    return {**asdict(identity), "specialties": list(identity.specialties)}
+
+
+def _identity(data: dict[str, Any]) -> Identity:
+    return Identity(**{**data, "specialties": tuple(data.get("specialties") or ())})
 
 
 class LocalDecisions:
@@ -183,6 +211,7 @@ class Dispatcher:
         send: Send,
         config: DispatchConfig,
         decisions: Decisions | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self._directory = directory
         self.presence = presence
@@ -192,6 +221,9 @@ class Dispatcher:
         self._config = config
         self._decisions = decisions or LocalDecisions()
         self.consults: dict[str, Consult] = {}
+        self._peers = peers
+        self.remote: dict[str, dict[str, Any]] = {}
+        """Consults owned by other processes, as last announced: ``{"view", "parties", "audience"}``."""
         self._writes: list[Callable[[], None]] = []
         self.timezone = ZoneInfo(config.timezone)
 
@@ -257,6 +289,9 @@ class Dispatcher:
             requested_at=wall,
             requested_mono=mono,
         )
+        await self.presence.sync()  # a cluster: doctors online on every process can be rung
+        if self._peers is not None:
+            await self._peers.own(consult.id, _KEEP_ANSWERED_SECONDS)
         self._write(partial(self.log.requested, consult.id, wall, _party(caller), facility.province, point,
                             specialty, urgency, summary, target))  # fmt: skip
         self._start_wave(consult)
@@ -267,6 +302,7 @@ class Dispatcher:
         return self.view(consult)
 
     async def _next_wave(self, consult: Consult) -> None:
+        await self._sync_presence()
         self._start_wave(consult)
         await self._publish(consult)
 
@@ -312,6 +348,50 @@ class Dispatcher:
 
     # -- answers --------------------------------------------------------------------------------------------
 
+    async def _sync_presence(self) -> None:
+        """Best effort, for decisions no one waits on (a wave's timer): a stale view beats none."""
+        try:
+            await self.presence.sync()
+        except Exception as exc:  # noqa: BLE001 - Redis unreachable: ring whom this process last knew of
+            logger.error("presence not refreshed (%s); ringing whom this process last knew of", exc)
+
+    async def _remote_call(self, method: str, identity: Identity, consult_id: str, *args: str) -> dict[str, Any] | None:
+        """A consult owned by another process: ``method`` runs there. None: it is ours (or there are no others)."""
+        if self._peers is None or consult_id in self.consults:
+            return None
+        params = {"identity": _identity_data(identity), "consult": consult_id, "args": list(args)}
+        return dict(await self._peers.forward(consult_id, method, params))
+
+    async def serve(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Another process forwarded a doctor's ``method`` on a consult this process owns."""
+        if method not in _FORWARDED:
+            raise DispatchError("invalid-payload", f"{method!r} cannot be forwarded")
+        consult_id = str(params.get("consult"))
+        self._live(consult_id)  # never forwarded again
+        handler = getattr(self, method)
+        return dict(await handler(_identity(params["identity"]), consult_id, *[str(a) for a in params["args"]]))
+
+    async def hear(self, message: dict[str, Any]) -> None:
+        """News from another process."""
+        kind = message.get("kind")
+        if kind == "reachable":
+            await self._reachable(_identity(message["identity"]))
+        elif kind == "off-duty":
+            wall, mono = self._now()
+            await self._off_duty(_identity(message["identity"]), wall, mono)
+        elif kind == "consult":
+            consult_id = message["view"]["id"]
+            self.remote[consult_id] = message
+            if message["view"]["state"] != "ringing":
+                keep = _KEEP_ANSWERED_SECONDS if message["view"]["state"] == "answered" else _KEEP_CLOSED_SECONDS
+                asyncio.get_running_loop().call_later(keep, self.remote.pop, consult_id, None)
+        elif kind == "room" and self._owns(message["room"][len(ROOM_PREFIX):]):
+            identity, members = _identity(message["identity"]), [_identity(m) for m in message["members"]]
+            (self.joined if message["event"] == "joined" else self.left)(message["room"], identity, members)
+
+    def _owns(self, consult_id: str) -> bool:
+        return consult_id in self.consults or self.log.parties(consult_id) is not None
+
     def _live(self, consult_id: str) -> Consult:
         consult = self.consults.get(consult_id)
         if consult is None:
@@ -319,6 +399,8 @@ class Dispatcher:
         return consult
 
     async def accept(self, doctor: Identity, consult_id: str) -> dict[str, Any]:
+        if (remote := await self._remote_call("accept", doctor, consult_id)) is not None:
+            return remote
         consult = self._live(consult_id)
         ring = consult.rings.get(doctor.user_id or "")
         if ring is None:
@@ -352,6 +434,8 @@ class Dispatcher:
         return DispatchError("consult-closed", "this consult was not answered in time and has closed")
 
     async def decline(self, doctor: Identity, consult_id: str) -> dict[str, Any]:
+        if (remote := await self._remote_call("decline", doctor, consult_id)) is not None:
+            return remote
         consult = self._live(consult_id)
         ring = consult.rings.get(doctor.user_id or "")
         if ring is None:
@@ -375,6 +459,8 @@ class Dispatcher:
             await self._next_wave(consult)
 
     async def cancel(self, caller: Identity, consult_id: str) -> dict[str, Any]:
+        if (remote := await self._remote_call("cancel", caller, consult_id)) is not None:
+            return remote
         consult = self._live(consult_id)
         if consult.caller.user_id != caller.user_id:
             raise DispatchError("forbidden", "only the doctor who requested a consult can cancel it")
@@ -426,6 +512,8 @@ class Dispatcher:
     # -- more experts ---------------------------------------------------------------------------------------
 
     async def invite(self, doctor: Identity, consult_id: str, username: str) -> dict[str, Any]:
+        if (remote := await self._remote_call("invite", doctor, consult_id, username)) is not None:
+            return remote
         consult = self._live(consult_id)
         if consult.answered_by is None or consult.answered_by.user_id != doctor.user_id:
             raise DispatchError("forbidden", "only the doctor who answered can invite more experts")
@@ -452,9 +540,16 @@ class Dispatcher:
             raise DispatchError("forbidden", "only doctors of central hospitals go on duty to answer consults")
         wall, mono = self._now()
         self.presence.set_duty(doctor.user_id or "", on, wall)
+        await self.presence.sync()
         if on:
             await self.reachable(doctor)
             return
+        await self._off_duty(doctor, wall, mono)
+        if self._peers is not None:
+            await self._peers.announce({"kind": "off-duty", "identity": _identity_data(doctor)})
+
+    async def _off_duty(self, doctor: Identity, wall: datetime.datetime, mono: float) -> None:
+        """Stop ringing ``doctor`` for this process's consults."""
         for consult in [c for c in self.consults.values() if c.state == "ringing"]:
             ring = consult.rings.get(doctor.user_id or "")
             if ring is not None and ring.status == "ringing":
@@ -464,15 +559,26 @@ class Dispatcher:
                 await self._after_ring_ended(consult)
 
     async def reachable(self, doctor: Identity) -> None:
-        """A doctor came on duty or online: ring them for every consult already ringing their hospital."""
+        """A doctor came on duty or online: ring them for every consult already ringing their hospital (on every
+        process)."""
+        await self._reachable(doctor)
+        if self._peers is not None:
+            await self._peers.announce({"kind": "reachable", "identity": _identity_data(doctor)})
+
+    async def _reachable(self, doctor: Identity) -> None:
+        if not any(c.state == "ringing" for c in self.consults.values()):
+            return
+        await self._sync_presence()
         rung = [c for c in self.consults.values()
                 if c.state == "ringing" and self._ring(c, c.reachable_facilities(), only=doctor)]  # fmt: skip
         for consult in rung:
             await self._publish(consult)
 
     def active_for(self, username: str) -> list[dict[str, Any]]:
-        """What a lobby page shows on (re)connecting: consults this account requested, is rung for or invited to."""
-        return [self.view(c) for c in self.consults.values() if username in c.audience()]
+        """What a lobby page shows on (re)connecting: consults this account requested, is rung for or invited to
+        (a cluster: those of other processes too, as last announced)."""
+        remote = [r["view"] for r in self.remote.values() if username in r["audience"]]
+        return [self.view(c) for c in self.consults.values() if username in c.audience()] + remote
 
     # -- rooms ----------------------------------------------------------------------------------------------
 
@@ -483,6 +589,8 @@ class Dispatcher:
         consult_id = room_id[len(ROOM_PREFIX) :]
         consult = self.consults.get(consult_id)
         parties = self._parties(consult) if consult is not None else self.log.parties(consult_id)
+        if parties is None and consult_id in self.remote:  # a cluster: owned by another process
+            parties = self.remote[consult_id]["parties"]
         if parties is None or "answerer" not in parties.values():
             raise DispatchError("not-found", "there is no consult room with this id")
         if identity.user_id not in parties:
@@ -498,8 +606,17 @@ class Dispatcher:
             out.setdefault(username, "invited")
         return out
 
+    def _elsewhere(self, event: str, room_id: str, identity: Identity, members: list[Identity]) -> bool:
+        """A consult room whose consult another process owns: its log is written there."""
+        if self._peers is None or self._owns(room_id[len(ROOM_PREFIX) :]):
+            return False
+        message = {"kind": "room", "event": event, "room": room_id, "identity": _identity_data(identity),
+                   "members": [_identity_data(m) for m in members]}
+        asyncio.ensure_future(self._peers.announce(message))
+        return True
+
     def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
-        if not room_id.startswith(ROOM_PREFIX):
+        if not room_id.startswith(ROOM_PREFIX) or self._elsewhere("joined", room_id, identity, members):
             return
         consult_id = room_id[len(ROOM_PREFIX) :]
         wall, mono = self._now()
@@ -511,7 +628,7 @@ class Dispatcher:
             self.log.mark(consult_id, "joined_at", wall)
 
     def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
-        if not room_id.startswith(ROOM_PREFIX):
+        if not room_id.startswith(ROOM_PREFIX) or self._elsewhere("left", room_id, identity, members):
             return
         consult_id = room_id[len(ROOM_PREFIX) :]
         wall, mono = self._now()
@@ -590,7 +707,11 @@ class Dispatcher:
         include a disk sync (2 ms typical, 15 ms and more when the disk is busy); a crash inside those few
         milliseconds can lose the step that was being written, never an earlier one.
         """
-        await self._send(consult.audience(), "consult-state", self.view(consult))
+        view = self.view(consult)
+        await self._send(consult.audience(), "consult-state", view)
+        if self._peers is not None:
+            await self._peers.announce({"kind": "consult", "view": view, "parties": self._parties(consult),
+                                        "audience": consult.audience()})
         self._flush()
 
     def _write(self, write: Callable[[], None]) -> None:

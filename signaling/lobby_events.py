@@ -17,10 +17,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from .accounts import ROLES
 from .auth import Identity
 from .directory import Directory
 from .dispatch import DispatchError, Dispatcher
+from .presence import Presence
 from .events import RoomGate, SignalingError, SignalingEvents
 from . import schemas
 
@@ -70,6 +73,7 @@ class LobbyEvents(RoomGate):
                 raise SignalingError("forbidden", f"connection point {point.id} belongs to another facility")
         presence = self.dispatcher.presence
         presence.enter(sid, identity, message.point)
+        await self._share(presence)
         await self._events.sio.enter_room(sid, LOBBY_ROOM)
         username = identity.user_id or ""
         if identity.role == "doctor" and username in presence.on_duty:
@@ -85,8 +89,18 @@ class LobbyEvents(RoomGate):
     async def on_disconnect(self, sid: str) -> None:
         presence = self.dispatcher.presence
         seat = presence.seats.get(sid)
-        if presence.leave(sid) and seat is not None and seat.identity.user_id in presence.on_duty:
-            self._presence_changed()
+        if presence.leave(sid) and seat is not None:
+            await self._share(presence)
+            if seat.identity.user_id in presence.on_duty:
+                self._presence_changed()
+
+    @staticmethod
+    async def _share(presence: Presence) -> None:
+        """A cluster: other processes learn at once who came or went (else on the next periodic sync)."""
+        try:
+            await presence.sync()
+        except (RedisError, OSError) as exc:
+            logger.error("lobby presence not shared: Redis unreachable (%s)", exc)
 
     def summary(self) -> dict[str, int]:
         """On-duty central doctors online, per specialty."""
@@ -159,3 +173,6 @@ async def _dispatching(call: Any) -> Any:
         return await call
     except DispatchError as exc:
         raise SignalingError(exc.code, exc.message) from None
+    except (RedisError, OSError) as exc:  # a cluster's Redis: no new call can be placed or answered safely
+        raise SignalingError("service-degraded", f"service degraded: Redis unreachable ({exc}); try again "
+                             "shortly") from None

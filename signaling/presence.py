@@ -85,13 +85,26 @@ class Presence:
     def online(self, username: str) -> bool:
         return username in self._by_user
 
+    def known(self) -> dict[str, Identity]:
+        """Accounts online, with their latest identity (a cluster: on every process, as of the last ``sync``)."""
+        return self._identities
+
+    async def sync(self) -> None:
+        """Share this process's presence and learn the others' (a cluster: ``cluster/presence.py``)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     def ringable(self, facilities: Iterable[str], specialty: str) -> list[Identity]:
         """On-duty, online doctors of these facilities who answer for ``specialty``."""
         wanted = set(facilities)
         return [
             identity
             for username in self.on_duty
-            if (identity := self._identities.get(username)) is not None
+            if (identity := self.known().get(username)) is not None
             and identity.facility_id in wanted
             and specialty in identity.specialties
         ]
@@ -109,6 +122,6 @@ class Presence:
                 "specialties": list(identity.specialties),
                 "onDuty": username in self.on_duty,
             }
-            for username, identity in sorted(self._identities.items())
+            for username, identity in sorted(self.known().items())
             if identity.role == "doctor"
         ]

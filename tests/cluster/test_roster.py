@@ -70,11 +70,13 @@ async def test_a_seat_is_taken_back_on_another_process_and_only_its_speaker_remo
     client, keys = redis
     a, b = RedisRoster(client, keys, "a", lease=30, interval=1), RedisRoster(client, keys, "b", lease=30, interval=1)
     doctor = RoomRegistry.new("ward-3", "BS. Páo", "ttyt-muong-te", DOCTOR)
+    doctor.facility_name = "Trung tâm Y tế Mường Tè"
     assert await a.add(doctor, limit=4)
     restored = await b.restore(doctor.resume_token)
     assert restored is not None
     assert (restored.id, restored.room_id, restored.name, restored.identity) == (
         doctor.id, "ward-3", "BS. Páo", DOCTOR)
+    assert restored.public() == doctor.public()  # what peers are shown is the same after the move
     assert await b.restore("not-a-token") is None
     assert not await a.remove(doctor)  # process a lost it to b: its late clean-up changes nothing
     assert [m.public["id"] for m in await b.members("ward-3")] == [doctor.id]

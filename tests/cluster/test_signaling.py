@@ -1,17 +1,23 @@
 """Several signaling processes as one (real Redis, real processes, real aiortc peers): a room's members on two
-processes see each other and its capacity holds across them; a signaling process killed with SIGKILL, its
-participant resumes through another one and keeps its media."""
+processes see each other and its capacity holds across them; a district doctor on one process and a central doctor
+on another are paired by dispatch and see each other; two central doctors on two processes accepting one consult at
+once: exactly one wins; a signaling process killed with SIGKILL, its participant resumes through another one and
+keeps its media."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from cluster_support import Balancer, Cluster, join_ack, needs_redis
-from support import PatternVideoTrack, ToneAudioTrack, wait_for
+from cluster_support import Balancer, Cluster, PrivateRedis, join_ack, needs_redis, needs_redis_server
+from support import ACCOUNTS, PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
+from client.lobby import LobbyClient
 from client.participant import Participant
+
+CARDIOLOGY = {"specialty": "tim-mach", "urgency": "routine", "summary": "Nam 58 tuổi, đau ngực trái 2 giờ."}
 
 pytestmark = needs_redis
 
@@ -79,6 +85,118 @@ async def test_two_joins_racing_for_the_last_seat_on_two_processes_one_gets_it(c
         assert loser["error"]["code"] == "room-full"
     finally:
         await first.leave()
+
+
+async def open_lobby(server: Server, alias: str, on_duty: bool | None = None) -> LobbyClient:
+    client = LobbyClient(server.url, await server.login(alias), ACCOUNTS[alias]["username"])
+    await client.connect()
+    answer = await client.enter(None, on_duty)
+    assert answer["ok"], answer
+    return client
+
+
+def state_of(client: LobbyClient, consult_id: str) -> str | None:
+    return (client.latest(consult_id) or {}).get("state")
+
+
+def ringing(client: LobbyClient, consult_id: str) -> bool:
+    ring = client.my_ring(consult_id)
+    return ring is not None and ring["status"] == "ringing"
+
+
+async def test_a_district_doctor_and_a_central_doctor_on_two_processes_are_paired_with_media(
+    cluster: Cluster,
+) -> None:
+    sig_a, sig_b = cluster.signaling
+    caller = await open_lobby(sig_a, "doctor")
+    specialist = await open_lobby(sig_b, "specialist", on_duty=True)
+    district = central = None
+    try:
+        answer = await caller.call("consult-request", CARDIOLOGY)
+        assert answer["ok"], answer
+        consult_id = answer["consult"]["id"]
+        await specialist.wait(lambda: ringing(specialist, consult_id))  # rung on B for a consult requested on A
+        accepted = await specialist.call("consult-accept", {"consult": consult_id})
+        assert accepted["ok"], accepted
+        room = accepted["consult"]["room"]
+        await caller.wait(lambda: state_of(caller, consult_id) == "answered")
+        district = Participant(sig_a.url, room, "BS", tracks=[PatternVideoTrack(), ToneAudioTrack()],
+                               token=await sig_a.login("doctor"))
+        central = Participant(sig_b.url, room, "BS", tracks=[PatternVideoTrack(), ToneAudioTrack()],
+                              token=await sig_b.login("specialist"))
+        await district.join()
+        welcome = await central.join()  # B admits the answering doctor to a consult owned by A
+        assert district.id in welcome["peers"]
+        await flowing(district, central)
+        outsider, _ = await join_ack(sig_b.url, room)  # the room's door holds on B too
+        assert not outsider["ok"] and outsider["error"]["code"] in ("forbidden", "unauthorized"), outsider
+
+        async def joined_in_log() -> set[str]:
+            _, logged = await sig_a.get(f"/api/consults/{consult_id}", user="admin")  # the owner's log
+            return {e["username"] for e in logged["events"] if e["kind"] == "joined"}
+
+        for _ in range(100):  # the central doctor's join, on B, is written to the log on A
+            if await joined_in_log() == {ACCOUNTS["doctor"]["username"], ACCOUNTS["specialist"]["username"]}:
+                break
+            await asyncio.sleep(0.1)
+        assert await joined_in_log() == {ACCOUNTS["doctor"]["username"], ACCOUNTS["specialist"]["username"]}
+    finally:
+        for p in (district, central):
+            if p is not None:
+                await p.leave()
+        await specialist.call("duty", {"onDuty": False})
+        await caller.close()
+        await specialist.close()
+
+
+async def test_two_central_doctors_on_two_processes_accepting_at_once_one_wins(cluster: Cluster) -> None:
+    sig_a, sig_b = cluster.signaling
+    first = await open_lobby(sig_a, "specialist", on_duty=True)
+    second = await open_lobby(sig_b, "specialist2", on_duty=True)
+    callers = [await open_lobby(sig_a, "doctor"), await open_lobby(sig_b, "doctor")]
+    winners: set[str] = set()
+    try:
+        for attempt in range(6):  # the consult owned by A, then by B: one doctor's accept is always forwarded
+            caller = callers[attempt % 2]
+            answer = await caller.call("consult-request", {**CARDIOLOGY, "summary": f"Ca {attempt}"})
+            assert answer["ok"], answer
+            consult_id = answer["consult"]["id"]
+            for doctor in (first, second):
+                await doctor.wait(lambda d=doctor: ringing(d, consult_id))
+            answers = await asyncio.gather(first.call("consult-accept", {"consult": consult_id}),
+                                           second.call("consult-accept", {"consult": consult_id}))
+            won = [a for a in answers if a["ok"]]
+            lost = [a for a in answers if not a["ok"]]
+            assert len(won) == 1 and len(lost) == 1, answers
+            assert lost[0]["error"]["code"] == "already-answered", lost
+            winner = won[0]["consult"]["answeredBy"]["username"]
+            winners.add(winner)
+            for page in (caller, first, second):
+                await page.wait(lambda p=page: state_of(p, consult_id) == "answered")
+                assert (page.latest(consult_id) or {})["answeredBy"]["username"] == winner
+        print(f"accept races won by: {sorted(winners)}")
+    finally:
+        for doctor in (first, second):
+            await doctor.call("duty", {"onDuty": False})
+        for client in (first, second, *callers):
+            await client.close()
+
+
+@needs_redis_server
+async def test_with_redis_unreachable_a_new_call_is_refused_as_degraded(tmp_path: Path) -> None:
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    cluster = Cluster(tmp_path, redis.url)
+    try:
+        server = cluster.add_signaling()
+        caller = await open_lobby(server, "doctor")
+        redis.stop()
+        answer = await caller.call("consult-request", CARDIOLOGY)
+        assert not answer["ok"] and answer["error"]["code"] == "service-degraded", answer
+        await caller.close()
+    finally:
+        cluster.stop()
+        redis.stop()
 
 
 async def test_a_killed_signaling_process_participant_resumes_elsewhere_and_keeps_media(
