@@ -53,7 +53,8 @@ async def test_sign_in_then_join_as_the_account(browser: Browser, server: Server
     await guest.wait_for_function(CONNECTED, timeout=20_000)
     tile = guest.locator(".tile[data-participant-id]")
     await tile.wait_for()
-    assert DOCTOR["display_name"] in await tile.inner_text() and DOCTOR["facility"] in await tile.inner_text()
+    # the facility as the directory names it (ttyt-muong-te), not its id
+    assert DOCTOR["display_name"] in await tile.inner_text() and "Trung tâm Y tế Mường Tè" in await tile.inner_text()
 
     # the start page shows who is signed in in this tab, and signs out
     await doctor.goto(server.url + "/")
