@@ -4,6 +4,7 @@ may see it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,6 @@ import aiohttp
 from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.participant import Participant
-from signaling.link_history import FLUSH_SECONDS
 
 
 async def fetch(server: Server, room: str, token: str | None) -> tuple[int, dict[str, Any]]:
@@ -34,9 +34,16 @@ async def test_timeline_kept_after_the_call_and_a_restart_for_those_allowed(tmp_
         for peer in peers:
             await peer.join()
         await wait_for(lambda: all(peer.received for peer in peers), timeout=10)
-        await asyncio.sleep(6.5)  # three or more 2-second samples each
-        status, live = await fetch(server, "lh1", await server.login("admin"))  # during the call too
-        assert status == 200 and len(live["participants"]) == 2
+        admin = await server.login("admin")
+        deadline = time.monotonic() + 30  # three or more 2-second samples each, kept during the call too
+        while True:
+            status, live = await fetch(server, "lh1", admin)
+            if status == 200 and len(live["participants"]) == 2 and all(
+                len(person["samples"]) >= 3 for person in live["participants"]
+            ):
+                break
+            assert time.monotonic() < deadline, live
+            await asyncio.sleep(0.5)
         for peer in peers:
             await peer.leave()
         await asyncio.sleep(0.5)
@@ -73,9 +80,12 @@ async def test_others_cannot_see_a_room_they_took_no_part_in(tmp_path: Path) -> 
     try:
         peer = Participant(server.url, "lh2", "A", tracks=[ToneAudioTrack()], token=await server.login("specialist"))
         await peer.join()
-        await asyncio.sleep(FLUSH_SECONDS / 2)
+        admin = await server.login("admin")
+        deadline = time.monotonic() + 20  # the first sample comes 2 s after media is up (later on a loaded machine)
+        while (await fetch(server, "lh2", admin))[0] != 200:
+            assert time.monotonic() < deadline, "no link-quality sample was kept"
+            await asyncio.sleep(0.5)
         await peer.leave()
-        assert (await fetch(server, "lh2", await server.login("admin")))[0] == 200
         for outsider in ("doctor", "technician"):  # another doctor; a technician of a facility not in the room
             status, body = await fetch(server, "lh2", await server.login(outsider))
             assert status == 404 and body["error"]["code"] == "not-found"
