@@ -46,3 +46,45 @@ class Keys:
     def process_alive(inbox: str) -> str:
         """String with a TTL of ``cluster.node_timeout``, beside a signaling process's inbox: gone = process dead."""
         return inbox.removesuffix(":inbox") + ":alive"
+
+    def members(self, room_id: str) -> str:
+        """Hash: a room's participants on every signaling process, id -> JSON (public info, identity, process)."""
+        return f"{self.prefix}members:{room_id}"
+
+    def leases(self, room_id: str) -> str:
+        """Sorted set: a room's participants scored by when their seat lapses unless their process renews it."""
+        return f"{self.prefix}members:{room_id}:leases"
+
+    def seat(self, resume_token: str) -> str:
+        """String (JSON ``{"room", "id"}``): the seat a resume token takes back, on any signaling process."""
+        return f"{self.prefix}seat:{resume_token}"
+
+    def settled(self, consult_id: str) -> str:
+        """String (JSON ``{"outcome", "by"}``): how a consult ended, set once (``SET NX``): the first wins."""
+        return f"{self.prefix}consult:{consult_id}:settled"
+
+    def consult_owner(self, consult_id: str) -> str:
+        """String: the signaling process a consult rings from (its timers and log); the others forward to it."""
+        return f"{self.prefix}consult:{consult_id}:owner"
+
+    @property
+    def duty(self) -> str:
+        """Set: usernames of central doctors on duty (their own choice; kept until they change it)."""
+        return f"{self.prefix}presence:duty"
+
+    @property
+    def online(self) -> str:
+        """Sorted set: ``<username> <process>`` for each account with a lobby page open there, scored by when the
+        entry lapses unless that process renews it."""
+        return f"{self.prefix}presence:online"
+
+    @property
+    def identities(self) -> str:
+        """Hash: username -> JSON identity of accounts online (what ringing a doctor needs to know)."""
+        return f"{self.prefix}presence:identities"
+
+    @property
+    def dispatch_channel(self) -> str:
+        """Pub/sub channel: dispatch news for every signaling process (a doctor reachable or off duty, consult
+        views for the consult rooms' gates, room events for the consult's owner)."""
+        return f"{self.prefix}dispatch"

@@ -34,13 +34,15 @@ class ClusterRuntime:
         self.redis, self.blocking = connect(cluster.redis_url)
         self.node: MediaNode | None = None
         self.service: ClusterMediaService | None = None
+        self.process_id = f"{default_node_id()}-{secrets.token_hex(4)}"
+        """This signaling process, in Redis (its inbox, its liveness, the seats it speaks for)."""
         if media is not None:
             self.node = MediaNode(self.redis, self.blocking, cluster.redis_url, self.keys,
                                   cluster.node_id or default_node_id(),
                                   cluster.heartbeat_interval, cluster.node_timeout, media, observe)
         if notify is not None:
             self.service = ClusterMediaService(
-                self.redis, self.blocking, self.keys, f"{default_node_id()}-{secrets.token_hex(4)}", notify,
+                self.redis, self.blocking, self.keys, self.process_id, notify,
                 node_timeout=cluster.node_timeout, request_timeout=cluster.request_timeout,
                 check_interval=cluster.heartbeat_interval / 2,
             )

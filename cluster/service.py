@@ -142,9 +142,14 @@ class ClusterMediaService:
             self._seats.pop(participant_id, None)
             raise
 
+    async def adopt(self, room_id: str, participant_id: str, info: dict[str, Any] | None = None) -> None:
+        """A participant whose signaling process died resumed here: its next ``restart`` joins it through this
+        process (the room's node restarts its peer connection and sends the offer here)."""
+        self._seats[participant_id] = _Seat(room_id, info or {}, lost=True)
+
     async def restart(self, participant_id: str) -> None:
-        seat = self._seat(participant_id)
-        if seat.lost:  # its node died: join the room's new node
+        seat = self._seats.get(participant_id)
+        if seat is not None and seat.lost:  # its node died, or it was adopted: join the room's (new) node
             await self._join_on_node(participant_id, seat)
             return
         await self._call(participant_id, "restart")

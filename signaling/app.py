@@ -10,7 +10,7 @@ import contextlib
 import datetime
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from cluster.load import CpuMeter
+from cluster.roster import RedisRoster
 from cluster.runtime import ClusterRuntime
 from media.recording.manifest import recover_unfinished
 from media.router import Notify
@@ -34,13 +35,15 @@ from .consult_log import ConsultLog
 from .dispatch import Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents, account_room
+from .rooms import RoomRegistry
+from .roster import LocalRoster, Roster
 from .lobby_events import LobbyEvents
 from .login import THROTTLE, LoginThrottle, add_routes
 from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
 from .presence import Presence
 from .recordings import api as recordings
-from . import link_history_api
+from . import link_history_api, points_api
 from .link_history import LinkHistory
 from .linktests import api as linktests_api
 from .linktests.history import LinkTestHistory
@@ -93,6 +96,15 @@ def media_service(config: Config, notify: Notify) -> MediaService:
         log_level=config.logging.level,
         settings=settings,
     )
+
+
+def socket_manager(config: Config) -> socketio.AsyncManager:
+    """Clustered: socket.io's Redis manager, so an emit to a socket.io room reaches its sockets on every process."""
+    if not config.cluster.enabled:
+        return socketio.AsyncManager()
+    assert config.cluster.redis_url is not None
+    return socketio.AsyncRedisManager(config.cluster.redis_url, channel=f"{config.cluster.key_prefix}socketio",
+                                      redis_options={"socket_connect_timeout": 1.0, "socket_timeout": 2.0})
 
 
 def media_pids(stats: dict[str, Any]) -> list[int]:
@@ -193,6 +205,18 @@ async def consults_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(WEB_ROOT / "consults.html")
 
 
+@public
+async def points_page(request: web.Request) -> web.FileResponse:
+    """The technician's dashboard of connection points; ``GET /api/points`` decides what it lists."""
+    return web.FileResponse(WEB_ROOT / "points.html")
+
+
+@public
+async def point_page(request: web.Request) -> web.FileResponse:
+    """One connection point: run a link test, its history; the API refuses what the account may not see."""
+    return web.FileResponse(WEB_ROOT / "point.html")
+
+
 def create_app(config: Config) -> web.Application:
     """Raises ``ConfigError`` for a bad directory or accounts file, or an unusable token key."""
     directory = open_directory(config)
@@ -205,6 +229,7 @@ def create_app(config: Config) -> web.Application:
     app[THROTTLE] = LoginThrottle()
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
+        client_manager=socket_manager(config),
         cors_allowed_origins=[],
         max_http_buffer_size=max(config.server.max_message_bytes * 4, 1024**2),
         logger=False,
@@ -232,6 +257,12 @@ def create_app(config: Config) -> web.Application:
         media = cluster.service
     else:
         media = media_service(config, observed)
+    roster: Callable[[RoomRegistry], Roster] = LocalRoster
+    if cluster is not None:
+        redis_roster = RedisRoster(cluster.redis, cluster.keys, cluster.process_id,
+                                   lease=config.server.reconnect_grace_seconds + config.cluster.node_timeout,
+                                   interval=config.cluster.heartbeat_interval)
+        roster = lambda registry: redis_roster  # noqa: E731
     events = SignalingEvents(
         sio,
         media,
@@ -241,6 +272,7 @@ def create_app(config: Config) -> web.Application:
         room_max_participants=config.media.room_max_participants,
         reconnect_grace_seconds=config.server.reconnect_grace_seconds,
         recording_policy=config.recording.policy,
+        roster=roster,
     )
     app[EVENTS] = events
     app[MEDIA] = media
@@ -283,6 +315,7 @@ def create_app(config: Config) -> web.Application:
     events.facility_name = facility_name
 
     async def start_media(app: web.Application) -> None:
+        await events.start()
         if cluster is not None:
             await cluster.start()
             return
@@ -312,6 +345,7 @@ def create_app(config: Config) -> web.Application:
 
     async def close_media(app: web.Application) -> None:
         await sio.shutdown()  # close the websockets first: aiohttp would otherwise wait for them
+        await events.close()
         if cluster is not None:
             await cluster.close()
         else:
@@ -333,11 +367,14 @@ def create_app(config: Config) -> web.Application:
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
     linktests_api.add_routes(app, link_tests)
+    points_api.add_routes(app)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)
     app.router.add_get("/lobby", lobby_page)
     app.router.add_get("/consults", consults_page)
+    app.router.add_get("/points", points_page)
+    app.router.add_get("/points/{point_id:[a-z0-9][a-z0-9_-]{0,63}}", point_page)
     app.router.add_get("/room/" + ROOM_ROUTE, room_page)
     app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
     return app

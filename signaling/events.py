@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import socketio
 from pydantic import ValidationError
 
+from redis.exceptions import RedisError
+
 from media.errors import MediaError
 from media.service import MediaService
 
@@ -25,6 +27,7 @@ from . import schemas
 from .auth import PARTICIPANT_ROLES, Authenticator, AuthError, Identity
 from .recording import Policy, RecordingControl
 from .rooms import Participant, RoomRegistry
+from .roster import LocalRoster, Member, Roster
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ M = TypeVar("M", bound=schemas.Message)
 def account_room(user_id: str) -> str:
     """The socket.io room holding every connection of one account."""
     return f"account:{user_id}"
+
+
+def room_channel(room_id: str) -> str:
+    """The socket.io room holding the connections of one Hoichan room's participants, on every process."""
+    return f"room:{room_id}"
 
 
 class RoomGate:
@@ -77,10 +85,13 @@ class SignalingEvents:
         room_max_participants: int,
         reconnect_grace_seconds: float,
         recording_policy: Policy = "never",
+        roster: Callable[[RoomRegistry], Roster] = LocalRoster,
     ) -> None:
+        """``roster``: who is in each room across processes, given this process's registry (default: only it)."""
         self.sio = sio
         self.media = media
         self.registry = RoomRegistry()
+        self.roster = roster(self.registry)
         self._authenticator = authenticator
         self._ice_servers = ice_servers
         self._max_message_bytes = max_message_bytes
@@ -179,7 +190,7 @@ class SignalingEvents:
 
     async def _fail(self, sid: str, event: str, code: str, message: str) -> dict[str, Any]:
         error = {"code": code, "message": message, "event": event}
-        await self.sio.emit("error", error, to=sid)
+        await self.to_local(sid, "error", error)
         return {"ok": False, "error": error}
 
     async def notify(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
@@ -197,25 +208,30 @@ class SignalingEvents:
             await self._to_room(participant.room_id, event, payload)
             return
         if participant.sid is not None:
-            await self.sio.emit(event, payload, to=participant.sid)
+            await self.to_local(participant.sid, event, payload)
+
+    async def to_local(self, sid: str, event: str, payload: dict[str, Any]) -> None:
+        """Send to one connection of this process, straight to its socket (with Redis down too)."""
+        await self.sio.emit(event, payload, to=sid, ignore_queue=True)
 
     async def to_room(
         self, room_id: str, event: str, payload: dict[str, Any], exclude: Participant | None = None
     ) -> None:
-        """Send ``event`` to every connected participant of ``room_id`` (but ``exclude``)."""
-        for member in self.registry.members(room_id):
-            if member is not exclude and member.sid is not None:
-                await self.sio.emit(event, payload, to=member.sid)
+        """Send ``event`` to every connected participant of ``room_id`` (but ``exclude``), on every process."""
+        skip = exclude.sid if exclude is not None else None
+        await self.sio.emit(event, payload, to=room_channel(room_id), skip_sid=skip)
 
     async def _to_room(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
-        for member in self.registry.members(room_id):
-            if member.sid is not None:
-                await self.sio.emit(event, payload, to=member.sid)
+        await self.to_room(room_id, event, payload)
 
     async def _broadcast(self, participant: Participant, event: str, payload: dict[str, Any]) -> None:
-        for other in self.registry.members(participant.room_id):
-            if other is not participant and other.sid is not None:
-                await self.sio.emit(event, payload, to=other.sid)
+        await self.to_room(participant.room_id, event, payload, exclude=participant)
+
+    async def start(self) -> None:
+        await self.roster.start(self.registry.all, self._lapsed)
+
+    async def close(self) -> None:
+        await self.roster.close()
 
     # -- connection lifecycle -----------------------------------------------------------------------------
 
@@ -259,18 +275,37 @@ class SignalingEvents:
 
     async def _remove(self, participant: Participant) -> None:
         self.registry.remove(participant)
-        remaining = [p.identity for p in self.registry.members(participant.room_id)]
-        for gate in self.gates:
-            gate.left(participant.room_id, participant.identity, remaining)
+        if participant.sid is not None:
+            await self.sio.leave_room(participant.sid, room_channel(participant.room_id))
         timer = self._expiry.pop(participant.id, None)
         if timer is not None:
             timer.cancel()
-        await self._broadcast(participant, "peer-left", {"id": participant.id})
+        try:
+            if not await self.roster.remove(participant):
+                return  # it resumed through another process, which speaks for it (and its media) now
+            remaining = await self.roster.members(participant.room_id)
+        except RedisError as exc:  # its seat's lease runs out by itself; the others are told then
+            logger.error("participant %s left room %s; Redis unreachable (%s)", participant.id, participant.room_id,
+                         exc, extra={"room_id": participant.room_id, "participant_id": participant.id})
+            remaining = [Member(p.public(), p.identity) for p in self.registry.members(participant.room_id)]
+        await self._gone(participant.room_id, Member(participant.public(), participant.identity), remaining)
         if not self.registry.members(participant.room_id):
             self.recording.closed(participant.room_id)
             for closed_listener in self.room_closed_listeners:
                 closed_listener(participant.room_id)
         await self.media.leave(participant.id)
+
+    async def _gone(self, room_id: str, member: Member, remaining: list[Member]) -> None:
+        """Tell the room and the gates that ``member`` has left ``room_id``."""
+        for gate in self.gates:
+            gate.left(room_id, member.identity, [m.identity for m in remaining])
+        await self.to_room(room_id, "peer-left", {"id": member.public["id"]})
+
+    async def _lapsed(self, room_id: str, member: Member) -> None:
+        """A member whose signaling process died did not resume anywhere in time."""
+        logger.info("participant %s did not come back after its signaling process stopped; removing",
+                    member.public["id"], extra={"room_id": room_id, "participant_id": member.public["id"]})
+        await self._gone(room_id, member, await self.roster.members(room_id))
 
     # -- events -------------------------------------------------------------------------------------------
 
@@ -288,29 +323,40 @@ class SignalingEvents:
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
         for gate in self.gates:
             gate.admit(identity, message.room)
-        if len(self.registry.members(message.room)) >= self._room_max:
-            raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
+        participant = self.registry.new(message.room, name, facility, identity)
+        if not identity.is_guest:  # a guest's facility is what they typed
+            participant.facility_name = self.facility_name(facility) or ""
+        try:
+            admitted = await self.roster.add(participant, self._room_max)
+            members = await self.roster.members(message.room) if admitted else []
+        except RedisError as exc:
+            raise SignalingError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None
+        if not admitted:
+            raise SignalingError("room-full", f"room {message.room} already has {self._room_max} participants")
         if not self.registry.members(message.room):
             # a recording is part of the medical record: only signed-in staff may ask for one
             self.recording.opened(message.room, message.record if not identity.is_guest else None)
-        participant = self.registry.add(message.room, name, facility, identity, sid)
-        if not identity.is_guest:  # a guest's facility is what they typed
-            participant.facility_name = self.facility_name(facility) or ""
-        members = self.registry.members(message.room)
+        self.registry.add(participant, sid)
+        await self.sio.enter_room(sid, room_channel(message.room))
+        if not any(m.public["id"] == participant.id for m in members):
+            members.append(Member(participant.public(), identity))
         for gate in self.gates:
-            gate.joined(message.room, identity, [p.identity for p in members])
-        peers = [p.public() for p in members if p is not participant]
+            gate.joined(message.room, identity, [m.identity for m in members])
+        peers = [m.public for m in members if m.public["id"] != participant.id]
         await self._broadcast(participant, "peer-joined", participant.public())
         asyncio.ensure_future(self._start_media(participant))
         logger.info("participant %s (%s) joined room %s", participant.id, participant.name, participant.room_id,
                     extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
+    @staticmethod
+    def _media_info(participant: Participant) -> dict[str, Any]:
+        return {"name": participant.name, "facility": participant.facility, "role": participant.identity.role}
+
     async def _start_media(self, participant: Participant) -> None:
         try:
-            info = {"name": participant.name, "facility": participant.facility, "role": participant.identity.role}
-            await self.media.join(participant.room_id, participant.id, info)
+            await self.media.join(participant.room_id, participant.id, self._media_info(participant))
             if self.registry.get(participant.id) is not participant:  # left while media was starting
                 await self.media.leave(participant.id)
                 return
@@ -322,6 +368,13 @@ class SignalingEvents:
 
     async def _resume(self, sid: str, identity: Identity, message: schemas.Join) -> dict[str, Any]:
         participant = self.registry.by_resume_token(message.resume or "")
+        restored = False
+        if participant is None:  # cluster: its signaling process died, its seat is in Redis
+            try:
+                participant = await self.roster.restore(message.resume or "")
+            except RedisError as exc:
+                raise SignalingError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None
+            restored = participant is not None
         if participant is None or participant.room_id != message.room:
             raise SignalingError("bad-resume", "this session has ended; join again")
         if participant.identity.user_id != identity.user_id:
@@ -332,11 +385,23 @@ class SignalingEvents:
             timer.cancel()
         if participant.sid is not None and participant.sid != sid:
             await self.sio.disconnect(participant.sid)
-        self.registry.attach(participant, sid)
-        peers = [p.public() for p in self.registry.members(participant.room_id) if p is not participant]
+        if restored:
+            self.registry.add(participant, sid)
+            # This process speaks for it now: its media session restarts through here (the client reconnects).
+            await self.media.adopt(participant.room_id, participant.id, self._media_info(participant))
+            asyncio.ensure_future(self.to_local(sid, "media-failed", {}))
+        else:
+            self.registry.attach(participant, sid)
+        await self.sio.enter_room(sid, room_channel(participant.room_id))
+        try:
+            members = await self.roster.members(participant.room_id)
+        except RedisError:
+            members = [Member(p.public(), p.identity) for p in self.registry.members(participant.room_id)]
+        peers = [m.public for m in members if m.public["id"] != participant.id]
         if participant.pending_offer is not None:
-            asyncio.ensure_future(self.sio.emit("offer", participant.pending_offer, to=sid))
-        logger.info("participant %s resumed", participant.id)
+            asyncio.ensure_future(self.to_local(sid, "offer", participant.pending_offer))
+        logger.info("participant %s resumed%s", participant.id, " (its signaling process had stopped)" * restored,
+                    extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
     def _welcome(self, participant: Participant, peers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -356,7 +421,7 @@ class SignalingEvents:
 
     async def on_offer(self, sid: str, participant: Participant, message: schemas.Sdp) -> dict[str, Any]:
         answer = await self.media.offer(participant.id, message.sdp)
-        await self.sio.emit("answer", {"sdp": answer}, to=sid)
+        await self.to_local(sid, "answer", {"sdp": answer})
         return {"ok": True}
 
     async def on_candidate(self, sid: str, participant: Participant, message: schemas.Candidate) -> dict[str, Any]:
@@ -366,6 +431,10 @@ class SignalingEvents:
     async def on_media_state(self, sid: str, participant: Participant, message: schemas.MediaState) -> dict[str, Any]:
         participant.audio_muted = message.audioMuted
         participant.video_off = message.videoOff
+        try:
+            await self.roster.update(participant)
+        except RedisError as exc:  # peers are told all the same; a later joiner may see the old state
+            logger.warning("media state of %s not saved: Redis unreachable (%s)", participant.id, exc)
         await self._broadcast(participant, "peer-updated", participant.public())
         return {"ok": True}
 

@@ -1,4 +1,6 @@
-"""Signaling's view of rooms: who is in which room, on which socket, and how to resume them."""
+"""Signaling's view of rooms: the participants this process speaks for, on which socket, and how to resume them.
+
+Who else is in a room (on other signaling processes too) is the ``Roster``'s business (``roster.py``)."""
 
 from __future__ import annotations
 
@@ -44,21 +46,26 @@ class RoomRegistry:
         self._by_token: dict[str, Participant] = {}
         self._by_id: dict[str, Participant] = {}
 
-    def add(self, room_id: str, name: str, facility: str, identity: Identity, sid: str) -> Participant:
-        participant = Participant(
+    @staticmethod
+    def new(room_id: str, name: str, facility: str, identity: Identity) -> Participant:
+        """A participant with fresh ids, not in any room yet (the roster admits it first)."""
+        return Participant(
             id=uuid.uuid4().hex[:12],
             room_id=room_id,
             name=name,
             facility=facility,
             identity=identity,
             resume_token=secrets.token_urlsafe(24),
-            sid=sid,
         )
-        self.rooms.setdefault(room_id, {})[participant.id] = participant
-        self.by_sid[sid] = participant
+
+    def add(self, participant: Participant, sid: str | None) -> None:
+        """This process now speaks for ``participant`` (connected on ``sid``, or None: waiting for a resume)."""
+        participant.sid = sid
+        self.rooms.setdefault(participant.room_id, {})[participant.id] = participant
+        if sid is not None:
+            self.by_sid[sid] = participant
         self._by_token[participant.resume_token] = participant
         self._by_id[participant.id] = participant
-        return participant
 
     def by_resume_token(self, token: str) -> Participant | None:
         return self._by_token.get(token)
@@ -90,3 +97,6 @@ class RoomRegistry:
 
     def get(self, participant_id: str) -> Participant | None:
         return self._by_id.get(participant_id)
+
+    def all(self) -> list[Participant]:
+        return list(self._by_id.values())

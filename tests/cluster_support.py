@@ -3,6 +3,7 @@ signaling and media node processes (``support.Server``), keys under a per-test p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -143,3 +144,50 @@ def json_log_entries(server: Server) -> list[dict[str, Any]]:
     people, is not a log entry."""
     lines = [line for line in server.log.read_text().splitlines() if line.strip()]
     return [json.loads(line) for line in lines if not line.startswith("Hoichan")]
+
+
+class Balancer:
+    """A TCP load balancer in front of signaling processes: each new connection goes to the first one that accepts
+    it, so a client whose process died reconnects to the next (what an HTTP balancer's health check does)."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for server in self.servers:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+                break
+            except OSError:
+                continue
+        else:
+            writer.close()
+            return
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.ensure_future(self._pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()

@@ -97,6 +97,9 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/statistics"): ADMIN,
     ("GET", "/lobby"): PUBLIC,
     ("GET", "/consults"): PUBLIC,
+    ("GET", "/api/points"): SIGNED_IN,  # and then only the points of one's facility (admins: all)
+    ("GET", "/points"): PUBLIC,
+    ("GET", "/points/ttyt-muong-te-hc1"): PUBLIC,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
@@ -178,6 +181,7 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         # link tests: the handler then admits only staff of the point's facility (and admins)
         "GET /api/points/{point_id}/link-tests": frozenset(ROLES),
         "GET /api/link-tests/{test_id}": frozenset(ROLES),
+        "GET /api/points": frozenset(ROLES),  # and then only the points of one's facility (admins: all)
     }
 
 

@@ -35,6 +35,7 @@ export const dictionaries = {
 
     'auth.signIn': 'Đăng nhập',
     'home.lobby': 'Sảnh hội chẩn',
+    'home.points': 'Điểm cầu',
     'auth.signOut': 'Đăng xuất',
     'auth.signedInAs': 'Đã đăng nhập: {name}',
     'auth.joinAs': 'Bạn vào phòng với tên {name} ({facility}).',
@@ -205,6 +206,7 @@ export const dictionaries = {
 
     'auth.signIn': 'Sign in',
     'home.lobby': 'Consultation lobby',
+    'home.points': 'Connection points',
     'auth.signOut': 'Sign out',
     'auth.signedInAs': 'Signed in as {name}',
     'auth.joinAs': 'You will join as {name} ({facility}).',

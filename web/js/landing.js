@@ -32,6 +32,7 @@ function renderAccount() {
   label.textContent = user ? `${t('auth.signedInAs', { name: user.displayName })} · ${t(`role.${user.role}`)}` : '';
   document.getElementById('sign-in').hidden = !!user;
   document.getElementById('lobby-link').hidden = !user;
+  document.getElementById('points-link').hidden = !user;
   document.getElementById('sign-out').hidden = !user;
   for (const el of form.querySelectorAll('.guest-only')) /** @type {HTMLElement} */ (el).hidden = !!user;
   const joinAs = /** @type {HTMLElement} */ (document.getElementById('join-as'));
