@@ -62,7 +62,8 @@ class MediaNode:
         self._origin_missing: dict[str, float] = {}  # inbox of a signaling process -> first seen without liveness
         self._pulse = Pulse(redis_url, keys.alive(node_id), self.incarnation, heartbeat_interval, node_timeout)
         self._observe = observe
-        self._cpu = CpuMeter()
+        self._cpu = CpuMeter()  # sampled once per heartbeat: its window is the heartbeat interval
+        self._last_load: dict[str, Any] = {}
         self._heartbeats: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
 
@@ -101,7 +102,9 @@ class MediaNode:
         failing = False
         while True:
             try:
-                lost = await self._placement.heartbeat(self.node_id, self.incarnation, self.load(), list(self.rooms))
+                self._last_load = self.load()
+                lost = await self._placement.heartbeat(self.node_id, self.incarnation, self._last_load,
+                                                       list(self.rooms))
                 if failing or not self.registered.is_set():
                     logger.info("media node %s registered in Redis", self.node_id, extra=self._log())
                 failing = False
@@ -216,7 +219,7 @@ class MediaNode:
         record = None
         if room_id not in self.rooms:
             try:
-                mine = await self._placement.claim(self.node_id, self.incarnation, self.load(), room_id)
+                mine = await self._placement.claim(self.node_id, self.incarnation, self._last_load, room_id)
                 record = await self._redis.get(self._keys.recording(room_id))  # moved here while recorded?
             except RedisError as exc:
                 raise MediaError("service-degraded", f"service degraded: Redis unreachable ({exc})") from None

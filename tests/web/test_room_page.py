@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Page
-from support import Server
+from support import Server, free_port
 
 
 
@@ -98,3 +99,20 @@ async def test_everyone_sees_that_the_room_is_recorded(browser: Browser, server:
     await unrecorded.wait_for_function("document.body.dataset.state === 'connected'", timeout=20_000)
     assert await unrecorded.locator("#recording").is_hidden()
     assert not errors and not more_errors
+
+
+async def test_a_degraded_cluster_says_so_at_once(browser: Browser, tmp_path: Path) -> None:
+    """Cluster mode with Redis unreachable: the join is refused within about a second, in plain Vietnamese, and the
+    page offers to try again."""
+    server = Server(tmp_path, env={"HOICHAN_CLUSTER__ROLE": "signaling",
+                                   "HOICHAN_CLUSTER__REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    server.start()
+    try:
+        page, errors = await open_room(browser, server, "khong-redis", "BacSiA")
+        await page.wait_for_function("document.body.dataset.state === 'failed'", timeout=10_000)
+        text = await page.inner_text("#banner")
+        assert "Hệ thống đang gặp sự cố" in text and "Cuộc gọi đang diễn ra không bị ảnh hưởng" in text, text
+        assert await page.locator("#banner .banner-retry").is_visible()  # try again
+        assert not errors
+    finally:
+        server.stop()

@@ -174,6 +174,9 @@ export const dictionaries = {
     'error.unknown': 'Đã xảy ra lỗi.',
     'error.rate-limited': 'Thao tác quá nhanh, vui lòng chậm lại.',
     'error.not-found': 'Không tìm thấy.',
+    'error.service-degraded': 'Hệ thống đang gặp sự cố, chưa vào được phòng. Cuộc gọi đang diễn ra không bị ảnh hưởng. Vui lòng thử lại sau ít phút.',
+    'error.media-timeout': 'Máy chủ hình/tiếng không phản hồi. Vui lòng thử lại.',
+    'error.media-failed': 'Kết nối hình/tiếng bị gián đoạn, đang kết nối lại.',
   },
   en: {
     'app.name': 'Hoichan',
@@ -342,6 +345,9 @@ export const dictionaries = {
     'error.unknown': 'Something went wrong.',
     'error.rate-limited': 'Too fast, please slow down.',
     'error.not-found': 'Not found.',
+    'error.service-degraded': 'The service is degraded: you cannot join right now. Calls in progress are not affected. Please try again in a few minutes.',
+    'error.media-timeout': 'The media server did not answer. Please try again.',
+    'error.media-failed': 'The audio/video connection was interrupted; reconnecting.',
   },
 };
 
