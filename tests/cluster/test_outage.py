@@ -73,8 +73,8 @@ async def test_media_survives_redis_going_away_and_everyone_re_registers(tmp_pat
         await wait_for(lambda: cluster.node_of("steady") == "solo", 5)  # ...with its room's placement
         await asyncio.sleep(3)  # signaling saw Redis back; a node that re-registered is not taken for dead
         seen = (frames(a, b), frames(b, a))
-        await asyncio.sleep(1)
-        assert frames(a, b) > seen[0] + 10 and frames(b, a) > seen[1] + 10
+        await asyncio.sleep(3)  # (a loaded machine decodes in fits and starts: a window of seconds, not one)
+        assert frames(a, b) > seen[0] + 20 and frames(b, a) > seen[1] + 20, (seen, frames(a, b), frames(b, a))
         assert not a.errors and not b.errors, a.errors + b.errors  # never told to reconnect
 
         await late.join()  # new rooms work again
