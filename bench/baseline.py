@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import socketio
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 from aiortc.contrib.media import MediaRelay
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package, not bench/signaling.py
 
 from media.forwarder import Producer
 from media.router import Router

@@ -1,7 +1,12 @@
 """Cluster benchmark: the relay load of ``relay.py`` on one media node and on two, and a room's recovery after its
 media node is killed.
 
-Usage: ``.venv/bin/python bench/cluster.py [--quick] [--redis redis://127.0.0.1:6379/0]``. Prints Markdown tables.
+Usage: ``.venv/bin/python bench/cluster.py [--quick] [--redis redis://127.0.0.1:6379/0] [--node-quota PCT]``.
+Prints Markdown tables.
+
+With ``--node-quota PCT`` each node runs in a cgroup limited to PCT % of one core instead of being pinned, and N
+rises until a load is not held, for one node and then two: on a 2-core machine, where the load generator needs
+more CPU than the relay, this is how the nodes become the limit and the capacity of one and two can be compared.
 
 Throughput: one signaling process and one or two media nodes (``hoichan serve --role signaling|media``, media in
 the node process itself), node i pinned to core i with ``os.sched_setaffinity``; the load generators of
@@ -37,6 +42,7 @@ from pathlib import Path
 import redis
 from aiortc import VideoStreamTrack
 from clip import ensure_clip
+from cpu_quota import CpuQuota
 from relay import (
     CORES,
     FANOUT,
@@ -63,6 +69,7 @@ from media import hooks
 
 HEARTBEAT, NODE_TIMEOUT = 0.5, 2.0  # the configuration's defaults
 RECOVERY_ROOMS, RECOVERY_MEMBERS = 4, 3
+QUOTA_STEP, QUOTA_MAX = 8, 96  # streams: one room of 1 + 8 more per step
 
 
 @dataclass
@@ -104,6 +111,9 @@ class Deployment:
             **os.environ,
             "HOICHAN_SERVER__HOST": "127.0.0.1",
             "HOICHAN_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
+            # Loopback subscribers: start their downlink estimate above the clip's 600 kbit/s, or adaptation pauses
+            # that single-layer video until its first trial (1-2 s) and the start-up enters the measurement
+            "HOICHAN_MEDIA__DOWNLINK_START_KBPS": "5000",
             "HOICHAN_MEDIA__ROOM_MAX_PARTICIPANTS": "32",
             "HOICHAN_MEDIA__WORKERS": "0",  # media in the node process: one pinned process per node
             "HOICHAN_STORE__PATH": str(tmp / "data"),
@@ -128,11 +138,13 @@ class Deployment:
         self.signaling = self.processes.spawn(SERVE, env, LOGS / f"{self.log}-signaling.log")
         wait_listening(self.url, self.signaling)
 
-    def start_node(self, node_id: str, core: int | None) -> subprocess.Popen[bytes]:
+    def start_node(self, node_id: str, core: int | None, quota: CpuQuota | None = None) -> subprocess.Popen[bytes]:
         port = free_port()
         env = {**self.env, "HOICHAN_SERVER__PORT": str(port), "HOICHAN_CLUSTER__ROLE": "media",
                "HOICHAN_CLUSTER__NODE_ID": node_id}
         command = SERVE if core is None else ["taskset", "-c", str(core), *SERVE]
+        if quota is not None:
+            command = quota.wrap(command)
         node = self.processes.spawn(command, env, LOGS / f"{self.log}-{node_id}.log")
         self.nodes[node_id] = node
         wait_listening(f"http://127.0.0.1:{port}", node)
@@ -164,15 +176,17 @@ class Deployment:
 # -- throughput -------------------------------------------------------------------------------------------
 
 
-def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float, pin: bool = True
-               ) -> Throughput:
+def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure: float, pin: bool = True,
+               quota_percent: float | None = None) -> Throughput:
     rooms = room_shape(streams)
     processes = Processes()
+    quotas = [CpuQuota(quota_percent) for _ in range(nodes)] if quota_percent else [None] * nodes
     with tempfile.TemporaryDirectory() as tmp:
         deployment = Deployment(Path(tmp), redis_url, processes, f"cluster-{nodes}nodes-{streams}")
         try:
             deployment.start_signaling()
-            node_procs = [deployment.start_node(f"node{i}", i % CORES if pin else None) for i in range(nodes)]
+            node_procs = [deployment.start_node(f"node{i}", i % CORES if pin else None, quotas[i])
+                          for i in range(nodes)]
             loadgens = [LoadGenerator(processes.spawn([sys.executable, str(ROOT / "bench" / "loadgen.py")],
                                                       deployment.env, LOGS / f"{deployment.log}-loadgen{i}.log",
                                                       pipes=True))
@@ -201,6 +215,9 @@ def throughput(redis_url: str, nodes: int, streams: int, warmup: float, measure:
         finally:
             processes.stop()
             deployment.clean()
+            for quota in quotas:
+                if quota is not None:
+                    quota.remove()
     elapsed = after[-1] - before[-1]
 
     def pct(a: float, b: float) -> float:
@@ -319,6 +336,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 16 only, short windows, one recovery round")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (keys under a fresh prefix)")
     parser.add_argument("--recovery", action="store_true", help="only the recovery scenario")
+    parser.add_argument("--node-quota", type=float, metavar="PCT",
+                        help="limit each media node to PCT %% of one core (a cgroup; needs root) and raise N in steps "
+                        f"of {QUOTA_STEP} until a load is not held, for one node and for two (no recovery scenario)")
     parser.add_argument("--no-pin", action="store_true", help="leave media nodes unpinned (a machine shared with "
                         "other work, where a pinned node cannot move off a busy core)")
     args = parser.parse_args()
@@ -331,29 +351,45 @@ def main() -> None:
           f"{HEARTBEAT} s, node timeout {NODE_TIMEOUT} s · logs in {LOGS}\n", flush=True)
     print(THROUGHPUT_HEADER)
     print("|" + "---|" * (THROUGHPUT_HEADER.count("|") - 1), flush=True)
-    loads = () if args.recovery else (16,) if args.quick else (32, 48, 64, 80)
     warmup, measure = (2, 4) if args.quick else (5, 10)
     results: dict[int, list[Throughput]] = {1: [], 2: []}
-    for streams in loads:
+
+    def run(nodes: int, streams: int) -> Throughput | None:
+        quiet_by = time.monotonic() + 30  # other work on a shared machine skews every figure: wait for quiet
+        while background_load(1.0) > QUIET and time.monotonic() < quiet_by:
+            pass
+        try:
+            result = throughput(args.redis, nodes, streams, warmup, measure, pin=not (args.no_pin or args.node_quota),
+                                quota_percent=args.node_quota)
+        except RuntimeError as exc:
+            print(f"| {nodes} | {streams} | failed: {exc} |", flush=True)
+            return None
+        results[nodes].append(result)
+        print(throughput_row(result), flush=True)
+        return result
+
+    if args.node_quota:  # each node the bottleneck: climb until a load is not held
         for nodes in (1, 2):
-            quiet_by = time.monotonic() + 30  # other work on a shared machine skews every figure: wait for quiet
-            while background_load(1.0) > QUIET and time.monotonic() < quiet_by:
-                pass
-            try:
-                result = throughput(args.redis, nodes, streams, warmup, measure, pin=not args.no_pin)
-            except RuntimeError as exc:
-                print(f"| {nodes} | {streams} | failed: {exc} |", flush=True)
-                continue
-            results[nodes].append(result)
-            print(throughput_row(result), flush=True)
+            for streams in range(QUOTA_STEP, QUOTA_MAX + 1, QUOTA_STEP):
+                result = run(nodes, streams)
+                if result is None or not result.held:
+                    break
+    elif not args.recovery:
+        for streams in (16,) if args.quick else (32, 48, 64, 80):
+            for nodes in (1, 2):
+                run(nodes, streams)
+    largest = {nodes: max((r.streams for r in rows if r.held), default=0) for nodes, rows in results.items()}
     for nodes, rows in results.items():
         if rows:
-            held = [r.streams for r in rows if r.held]
             cost = statistics.mean(r.per_stream for r in rows)
-            print(f"\n{nodes} media node(s), each pinned to a core: largest N held {max(held, default=0)}; node CPU "
-                  f"{cost:.2f} % per stream (mean of the rows), so {nodes * 100 / cost:.0f} streams on {nodes} "
-                  f"core(s) once nothing else needs them", end="")
+            limit = f"each limited to {args.node_quota:g} % of a core" if args.node_quota else "each pinned to a core"
+            print(f"\n{nodes} media node(s), {limit}: largest N held {largest[nodes]}; node CPU "
+                  f"{cost:.2f} % per stream (mean of the rows)", end="")
+    if args.node_quota and largest[1]:
+        print(f"\ntwo nodes / one node, largest N held: {largest[2] / largest[1]:.2f}×", end="")
     print("\n")
+    if args.node_quota:
+        return
     rounds = 1 if args.quick else 3
     times, moved = asyncio.run(recovery(args.redis, rounds))
     told, back = [t for t, _ in times], [t for _, t in times]

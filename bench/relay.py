@@ -61,7 +61,7 @@ RECORDING_TARGET = 10.0  # % that recording may add to the CPU of forwarding the
 AVAILABLE_TARGET = 2.0  # seconds from a room's end until its recording is listed and playable
 ENDED_TIMEOUT = 20.0  # seconds after the rooms are told to end: a step not seen by then counts as never
 POLL = 0.01  # seconds between looks at the manifests on disk (the server is asked only once one is complete)
-ADMIN = {"username": "bench", "display_name": "Bench", "role": "admin", "facility": "bench",
+ADMIN = {"username": "bench", "display_name": "Bench", "role": "admin", "facility": "so-y-te-lai-chau",
          "password": "bench-password"}  # signs in to GET /api/recordings
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = len(os.sched_getaffinity(0))
@@ -419,6 +419,9 @@ def run(mode: Mode, streams: int, timing: Timing) -> Result:
             "HOICHAN_SERVER__HOST": "127.0.0.1",
             "HOICHAN_SERVER__PORT": str(port),
             "HOICHAN_MEDIA__ICE_ADDRESSES": '["127.0.0.1"]',
+            # Loopback subscribers: start their downlink estimate above the clip's 600 kbit/s, or adaptation pauses
+            # that single-layer video until its first trial (1-2 s) and the start-up enters the measurement
+            "HOICHAN_MEDIA__DOWNLINK_START_KBPS": "5000",
             "HOICHAN_MEDIA__ROOM_MAX_PARTICIPANTS": "32",
             "HOICHAN_STORE__PATH": str(Path(tmp) / "data"),
             "HOICHAN_RECORDING__DIRECTORY": str(Path(tmp) / "recordings"),

@@ -24,8 +24,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from media import linktest_wire as wire
-from media.linktest import BACKLOG_SECONDS, OVERHEAD_BYTES, data_size
+from media import hooks, linktest_wire as wire
+from media.linktest import BACKLOG_SECONDS, OVERHEAD_BYTES, burst_bytes, data_size
 
 from .link_emulator import LinkEmulator
 
@@ -61,6 +61,7 @@ class LinkTestResponder:
         if self.emulator is not None:
             offer = self.emulator.rewrite_server_sdp(offer)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        hooks.pace_sctp_ourselves(self.pc.sctp)  # upstream DATA paced as the server asks, as the server paces its own
         self.control = self.pc.createDataChannel("control", negotiated=True, id=wire.CONTROL_ID)
         self.probe = self.pc.createDataChannel("probe", negotiated=True, id=wire.PROBE_ID, ordered=False,
                                                maxRetransmits=0)
@@ -81,7 +82,7 @@ class LinkTestResponder:
         kind, seq, nonce, at = probe
         if kind in (wire.PING, wire.DATA):
             self._receipts.add(seq, nonce)
-        if kind == wire.PING:
+        if kind == wire.PING and self.probe.readyState == "open":  # a raise here would close the connection
             self.probe.send(wire.pack(wire.PONG, seq, nonce, at, wire.PING_SIZE))
 
     def _on_control(self, message: Any) -> None:
@@ -99,7 +100,7 @@ class LinkTestResponder:
         while self.control.readyState == "open":
             await asyncio.sleep(wire.RECEIPT_INTERVAL)
             if self.control.readyState == "open":
-                self.control.send(self._receipts.take())
+                self.control.send(self._receipts.take(asyncio.get_running_loop().time() * 1000))
 
     async def _send_data(self) -> None:
         """DATA upstream at the rate the server asked for, paced, with little queued locally (as the server does)."""
@@ -111,14 +112,16 @@ class LinkTestResponder:
             if rate > 0:
                 size = data_size(rate)
                 budget = (loop.time() - credit_at) * rate * 125 - sent
+                burst = burst_bytes(rate)
+                if budget > burst:  # held back (a stalled event loop, SCTP's buffer): no catching up in one burst
+                    sent += budget - burst
+                    budget = burst
                 backlog_limit = max(rate * 125 * BACKLOG_SECONDS, 4 * wire.DATA_SIZE)
                 while budget >= size + OVERHEAD_BYTES and self.probe.bufferedAmount < backlog_limit:
-                    self.probe.send(wire.pack(wire.DATA, seq, 0, time.monotonic(), size))
+                    self.probe.send(wire.pack(wire.DATA, seq, wire.rate_tag(rate), time.monotonic(), size))
                     seq += 1
                     sent += size + OVERHEAD_BYTES
                     budget -= size + OVERHEAD_BYTES
-                if budget > 4 * (size + OVERHEAD_BYTES):
-                    sent += budget - 4 * (size + OVERHEAD_BYTES)
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:

@@ -19,14 +19,17 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.rtp import RtpPacket
 from aiortc.mediastreams import MediaStreamError
 
 from media import hooks
+from media.rtp import is_vp8_keyframe_start
 
 from .link_emulator import LinkEmulator
-from .receive_stats import AudioLoss
+from .receive_stats import AudioLoss, ReceivedBytes
 from .simulcast import SimulcastVideo
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,11 @@ def keep_video_codec(sdp: str, mime: str) -> str:
 
 @dataclass
 class ReceivedTrack:
-    """What arrived on one remote track: decoded frame count, frame sizes, and (audio) packet loss."""
+    """What arrived on one remote track: decoded frame count, frame sizes, bytes, and (audio) packet loss.
+
+    Video is decoded as a browser decodes it: from the next keyframe on when a packet never arrives
+    (``hooks.decode_from_keyframes``), so a freeze measured here is the relay's doing, not aiortc's jitter buffer.
+    """
 
     participant_id: str
     kind: str
@@ -69,6 +76,7 @@ class ReceivedTrack:
     sizes: dict[tuple[int, int], int] = field(default_factory=dict)  # video: frames decoded at each size
     frame_times: list[float] = field(default_factory=list, repr=False)  # video: when each frame was decoded
     audio_loss: AudioLoss | None = None
+    received_bytes: ReceivedBytes = field(default_factory=ReceivedBytes, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def consume(self) -> None:
@@ -103,11 +111,15 @@ class Participant:
         video_codec: str | None = None,
         emulator: LinkEmulator | None = None,
         simulcast: SimulcastVideo | None = None,
+        point: str | None = None,
     ) -> None:
         """``token``: a sign-in token (``POST /api/login``); without one the participant joins as a guest.
         ``video_codec``: accept only this video codec (e.g. ``video/H264``), as a device without VP8 would.
         ``emulator``: send all media through this emulated link (its impairments apply to every packet).
-        ``simulcast``: publish video as several encodings (its source, not ``tracks``, is the camera)."""
+        ``simulcast``: publish video as several encodings (its source, not ``tracks``, is the camera).
+        ``point``: the connection point it joins from (its caps apply); audio-only stops its video, as the page does."""
+        hooks.negotiate_opus_nack()  # answer the relay's NACKs for lost speech, as a browser does
+        hooks.patient_consent()  # a site's long round trip must not close its connection (as the server's)
         self.url = url
         self.room = room
         self.name = name
@@ -120,6 +132,8 @@ class Participant:
         self.video_codec = video_codec
         self.emulator = emulator
         self.simulcast = simulcast
+        self.point = point
+        self.limits: dict[str, Any] = {}  # what the server says applies to us (``peer-updated`` about ourselves)
         self.id: str | None = None
         self.peers: dict[str, dict[str, Any]] = {}
         self.received: dict[str, ReceivedTrack] = {}  # by mid
@@ -140,7 +154,7 @@ class Participant:
         self.sio.on("answer", self._on_answer)
         self.sio.on("peer-joined", self._on_peer_joined)
         self.sio.on("peer-left", self._on_peer_left)
-        self.sio.on("peer-updated", self._on_peer_joined)
+        self.sio.on("peer-updated", self._on_peer_updated)
         self.sio.on("error", self._on_error)
         self.sio.on("media-failed", self._on_media_failed)
         self.sio.on("recording-state", self._on_recording_state)
@@ -160,11 +174,14 @@ class Participant:
             payload["resume"] = self._resume_token
         elif self.record is not None:
             payload["record"] = self.record
+        if self.point is not None:
+            payload["point"] = self.point
         ack = await self.sio.call("join", payload, timeout=10)
         if not ack.get("ok"):
             self.errors.append(ack.get("error", {}))
             return
         self.id = ack["self"]["id"]
+        self.limits = ack["self"].get("limits") or {}
         self._resume_token = ack["resumeToken"]
         self.peers = {p["id"]: p for p in ack["peers"]}
         self.recording = ack.get("recording", {})
@@ -186,6 +203,16 @@ class Participant:
                 if transceiver.receiver.track is track and transceiver.mid in self._track_map:
                     info = self._track_map[transceiver.mid]
                     received = ReceivedTrack(info["participantId"], info["kind"], track)
+                    counted = received.received_bytes
+                    hooks.observe_receiver(transceiver.receiver, lambda packet: counted.add(packet.payload))
+                    if received.kind == "video" and self.consume:  # only a decoder needs getting past a gap
+                        def is_vp8(packet: RtpPacket, transceiver: RTCRtpTransceiver = transceiver) -> bool:
+                            return any(c.payloadType == packet.payload_type and c.mimeType.lower() == "video/vp8"
+                                       for c in hooks.negotiated_codecs(transceiver))
+
+                        hooks.decode_from_keyframes(
+                            transceiver.receiver,
+                            lambda packet: is_vp8(packet) and is_vp8_keyframe_start(packet.payload), is_vp8)
                     if received.kind == "audio":
                         loss = received.audio_loss = AudioLoss()
                         hooks.observe_receiver(transceiver.receiver,
@@ -216,7 +243,8 @@ class Participant:
                 continue
             track = self.tracks.get(transceiver.kind)
             if track is not None:
-                transceiver.sender.replaceTrack(track)
+                audio_only = transceiver.kind == "video" and self.limits.get("audioOnly")
+                transceiver.sender.replaceTrack(None if audio_only else track)  # audio-only: the m-line stays idle
                 transceiver.direction = "sendonly"
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
@@ -235,6 +263,26 @@ class Participant:
 
     async def _on_peer_joined(self, data: dict[str, Any]) -> None:
         self.peers[data["id"]] = data
+
+    async def _on_peer_updated(self, data: dict[str, Any]) -> None:
+        if data["id"] != self.id:
+            self.peers[data["id"]] = data
+            return
+        self.limits = data.get("limits") or {}
+        self._send_video(not self.limits.get("audioOnly"))
+
+    def _send_video(self, on: bool) -> None:
+        """Send our camera or nothing on the video m-line (``replaceTrack``, no renegotiation), as the page does."""
+        track = self.tracks.get("video")
+        if self.pc is None or track is None:
+            return
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "video" and transceiver.mid not in self._track_map:
+                transceiver.sender.replaceTrack(track if on else None)
+
+    async def set_audio_only(self, on: bool) -> dict[str, Any]:
+        """Switch our own site to audio-only (or back); the server's ``peer-updated`` then stops our video."""
+        return dict(await self.sio.call("audio-only", {"on": on}, timeout=10))
 
     async def _on_peer_left(self, data: dict[str, Any]) -> None:
         self.peers.pop(data["id"], None)

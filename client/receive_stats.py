@@ -1,4 +1,5 @@
-"""What a test subscriber measures about what it receives: audio loss after Opus FEC, and decoder errors."""
+"""What a test subscriber measures about what it receives: audio loss after Opus FEC, bitrate, video freezes,
+and decoder errors."""
 
 from __future__ import annotations
 
@@ -58,6 +59,44 @@ class AudioLoss:
         missing = [ext for ext in range(first, last + 1) if ext not in arrived]
         recovered = sum(1 for ext in missing if arrived.get(ext + 1, False))
         return LossFigures(last - first + 1, len(missing), recovered)
+
+
+class ReceivedBytes:
+    """Every RTP packet's arrival (time, payload octets) on one receiver, for the bitrate over any time window."""
+
+    def __init__(self) -> None:
+        self._arrivals: list[tuple[float, int]] = []
+
+    def add(self, payload: bytes) -> None:
+        self._arrivals.append((time.monotonic(), len(payload)))
+
+    def kbps(self, since: float, until: float) -> float:
+        """Payload kbit/s received within [since, until) (retransmissions included: they cross the link too)."""
+        octets = sum(size for at, size in self._arrivals if since <= at < until)
+        return octets * 8 / 1000 / (until - since) if until > since else 0.0
+
+
+@dataclass(frozen=True)
+class Freeze:
+    at: float  # when the last frame before the gap was decoded
+    seconds: float
+
+
+def freezes(frame_times: list[float], since: float = 0.0, until: float = float("inf")) -> list[Freeze]:
+    """The freezes among frames decoded within [since, until), as WebRTC counts them (``freezeCount`` of
+    ``inbound-rtp``): a gap between two frames longer than max(3 × the mean gap, the mean gap + 150 ms), the mean
+    taken over the (up to) 30 gaps before it."""
+    times = [t for t in frame_times if since <= t < until]
+    found = []
+    gaps: list[float] = []
+    for before, after in zip(times, times[1:], strict=False):
+        gap = after - before
+        if gaps:
+            mean = sum(gaps[-30:]) / len(gaps[-30:])
+            if gap > max(3 * mean, mean + 0.15):
+                found.append(Freeze(before, gap))
+        gaps.append(gap)
+    return found
 
 
 class DecodeErrors(logging.Handler):

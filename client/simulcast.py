@@ -5,7 +5,9 @@ SSRC, names it by the rid header extension, and drops its upper encodings when t
 cannot carry them. aiortc sends one encoding per track, so this sender does that itself on the transceiver's
 transport: it scales each frame, encodes it with libvpx at the encoding's bitrate, packetizes it (RFC 7741, with
 picture id and TL0PICIDX as Chromium sends them), answers PLI with a keyframe of that encoding and NACK from a
-short history, and follows REMB: encodings are kept from the lowest up while their bitrates fit.
+short history, and follows its bandwidth estimate as Chromium does: the smaller of the server's REMB and a
+loss-based estimate from the server's receiver reports (GCC's loss controller: above 10 % loss it drops to what was
+sent × (1 − loss/2), below 2 % it grows by 8 % a report). Encodings are kept from the lowest up while they fit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtpPacket,
     unpack_remb_fci,
@@ -112,12 +115,14 @@ class SimulcastVideo:
 
     def __init__(self, source: MediaStreamTrack, encodings: Sequence[Encoding] = DEFAULT_ENCODINGS,
                  follow_remb: bool = True) -> None:
-        """``follow_remb=False``: only ``set_max_bitrate`` turns encodings off (a test's own choice of layers)."""
+        """``follow_remb=False``: only ``set_max_bitrate`` turns encodings off (a test's own choice of layers), not
+        the REMB nor the loss the server reports."""
         hooks.negotiate_simulcast_extensions()  # our answer must accept the rid extension the server offers
         self.source = source
         self.follow_remb = follow_remb
         self.streams = [_Stream(e) for e in encodings]
         self.remb: int | None = None
+        self.loss_estimate: int | None = None  # bit/s, from the receiver reports' loss (None: no loss seen yet)
         self.max_bitrate: int | None = None  # a sender-side limit, as RTCRtpSender.setParameters would set
         self._transport: RTCDtlsTransport | None = None
         self._mid: str | None = None
@@ -184,6 +189,11 @@ class SimulcastVideo:
                         await hooks.send_rtp(self._transport, lost)
                     except ConnectionError:
                         return
+        elif isinstance(packet, RtcpRrPacket) and stream is self.streams[0]:  # one report covers every stream
+            losses = [r.fraction_lost / 256 for r in packet.reports
+                      if any(s.active and s.ssrc == r.ssrc for s in self.streams)]
+            if losses:
+                self._on_loss(max(losses))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, _ = unpack_remb_fci(packet.fci)
@@ -191,6 +201,18 @@ class SimulcastVideo:
                 return
             self.remb = int(bitrate)
             self._choose_encodings()
+
+    def _on_loss(self, loss: float) -> None:
+        sending = sum(s.encoding.kbps * 1000 for s in self.streams if s.active)
+        if loss > 0.10:
+            self.loss_estimate = int(min(self.loss_estimate or sending, sending) * (1 - loss / 2))
+        elif loss < 0.02 and self.loss_estimate is not None:
+            self.loss_estimate = int(self.loss_estimate * 1.08)
+            if self.loss_estimate > 1.5 * sum(s.encoding.kbps * 1000 for s in self.streams):
+                self.loss_estimate = None
+        else:
+            return
+        self._choose_encodings()
 
     def set_max_bitrate(self, bitrate: int | None) -> None:
         """Limit what is sent whatever the REMB says (None: no limit), from now on."""
@@ -201,7 +223,8 @@ class SimulcastVideo:
         """Keep encodings from the lowest up while they fit (the lowest always), as Chromium does: an encoding
         stays on while the ones below it plus a quarter of its own bitrate (about Chromium's minimum for a top
         layer, which it then sends at what is left) fit in the REMB and the limit."""
-        limits = [b for b in (self.remb if self.follow_remb else None, self.max_bitrate) if b is not None]
+        estimates = (self.remb, self.loss_estimate) if self.follow_remb else ()
+        limits = [b for b in (*estimates, self.max_bitrate) if b is not None]
         bitrate = min(limits) if limits else 1 << 40
         below = 0
         for i, stream in enumerate(self.streams):

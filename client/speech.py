@@ -2,9 +2,10 @@
 
 aiortc's own Opus encoder sends 96 kbit/s stereo without FEC, nothing like a browser, and a steady tone is not
 speech to Opus (its voice detector stops producing FEC data for it after half a second). This track makes a
-voiced, syllable-shaped signal (harmonics of a gliding pitch, 3 syllables a second, 2 s talk spurts with 0.6 s
-pauses), encodes it itself with libopus (``fec``, ``packet_loss``) and yields the encoded packets, which aiortc's
-sender only packetizes. In pauses it sends one packet every 400 ms, as an encoder in DTX does.
+voiced, syllable-shaped signal (harmonics of a gliding pitch, 3 syllables a second that dip between them but,
+as in real speech, not to silence; 2 s talk spurts with 0.6 s pauses), encodes it itself with libopus (``fec``,
+``packet_loss``) and yields the encoded packets, which aiortc's sender only packetizes. In pauses it sends one
+packet every 400 ms, as an encoder in DTX does.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class SpeechTrack(MediaStreamTrack):
             return noise.astype(np.int16).reshape(1, -1)
         pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
         voiced = sum(np.sin(k * 2 * np.pi * pitch * t) / k for k in range(1, 12))
-        envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, 1) ** 0.5
+        envelope = 0.25 + 0.75 * np.clip(np.sin(2 * np.pi * 3 * t), 0, 1) ** 0.5  # syllables, never silence
         return (voiced * envelope * 5000 + noise).astype(np.int16).reshape(1, -1)
 
     async def recv(self) -> av.Packet:

@@ -14,6 +14,7 @@ payload]}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -70,6 +71,32 @@ async def pop_forever(redis: Redis, key: str, handle: Handler, what: str) -> Non
             await handle(message)
         except Exception:  # one bad message must not stop the reader
             logger.exception("%s: a message could not be handled", what)
+
+
+async def subscribe_forever(redis: Redis, channels: list[str], handle: Callable[[bytes], Awaitable[None]],
+                            what: str) -> None:
+    """Hand every message published on ``channels`` to ``handle`` until cancelled; subscribes again after Redis
+    went away (what was published meanwhile is lost: pub/sub carries news, not commands)."""
+    failing = False
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(*channels)
+            if failing:
+                logger.warning("%s: Redis reachable again", what)
+            failing = False
+            while True:
+                message = await pubsub.get_message(timeout=POLL)
+                if message is not None:
+                    await handle(message["data"])
+        except (RedisError, OSError) as exc:
+            if not failing:
+                logger.error("%s: Redis unreachable (%s); retrying every %.1f s", what, exc, RETRY)
+            failing = True
+            await asyncio.sleep(RETRY)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 class Caller:

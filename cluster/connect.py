@@ -7,7 +7,9 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from . import records_client
 from .bus import POLL
+from .records_client import RecordsRedis
 
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 2.0
@@ -18,3 +20,11 @@ def connect(url: str) -> tuple[Redis, Redis]:
     common = {"socket_connect_timeout": CONNECT_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
     return (Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT, **common),
             Redis.from_url(url, socket_timeout=POLL + COMMAND_TIMEOUT, **common))
+
+
+def connect_records(url: str) -> RecordsRedis:
+    """A blocking client for the durable records (consult log, link tests, link samples, audit...): they sit behind
+    the same synchronous interfaces as the embedded SQLite store, and each write is one round trip (MULTI/EXEC).
+    The same short timeouts, and a breaker (``records_client``): a Redis that hangs holds the event loop for one
+    timeout, then fails commands at once for a while."""
+    return records_client.connect_records(url, CONNECT_TIMEOUT, COMMAND_TIMEOUT)

@@ -27,11 +27,11 @@ from redis.exceptions import RedisError
 
 from signaling.dispatch import DispatchError
 
+from .bus import subscribe_forever
 from .keys import Keys
 
 logger = logging.getLogger(__name__)
 
-RETRY = 0.5  # seconds between attempts to subscribe again while Redis cannot be reached
 
 Serve = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Run a forwarded request (method, params) on the owner; raises ``DispatchError``."""
@@ -101,26 +101,11 @@ class DispatchLink:
     # -- listening --------------------------------------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
-        failing = False
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._keys.dispatch_channel, self._channel(self.process_id))
-                if failing:
-                    logger.warning("dispatch link: Redis reachable again")
-                failing = False
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._receive(message["data"])
-            except (RedisError, OSError) as exc:
-                if not failing:
-                    logger.error("dispatch link: Redis unreachable (%s); retrying every %.1f s", exc, RETRY)
-                failing = True
-                await asyncio.sleep(RETRY)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        async def receive(data: bytes) -> None:
+            self._receive(data)
+
+        await subscribe_forever(self._redis, [self._keys.dispatch_channel, self._channel(self.process_id)], receive,
+                                "dispatch link")
 
     def _receive(self, data: bytes) -> None:
         try:

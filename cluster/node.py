@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 ORPHAN_AFTER = 3  # node timeouts a signaling process's liveness key must stay missing before its media is ended
 
 # What signaling may ask of a node; ``params`` go to the ``MediaService`` method of the same name.
-METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording",
+METHODS = ("join", "leave", "restart", "limit", "answer", "offer", "candidate", "start_recording", "stop_recording",
            "link_test_start", "link_test_answer", "link_test_stop")
 
 

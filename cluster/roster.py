@@ -106,6 +106,7 @@ class RedisRoster:
         self._claim = redis.register_script(_CLAIM)
         self._sweep = redis.register_script(_SWEEP)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def _seat_keys(self, participant: Participant) -> list[str]:
         room = participant.room_id
@@ -157,14 +158,15 @@ class RedisRoster:
         return Participant(id=participant_id, room_id=room, name=public["name"], facility=public["facility"],
                            identity=_identity(data["identity"]), resume_token=resume_token,
                            audio_muted=public["audioMuted"], video_off=public["videoOff"],
-                           facility_name=public.get("facilityName", ""))
+                           facility_name=public.get("facilityName", ""), point=public.get("point"),
+                           audio_only=public.get("audioOnlySelf", False), limits=public.get("limits") or {})
 
     async def start(self, local: Callable[[], list[Participant]], gone: Gone) -> None:
         self._task = asyncio.ensure_future(self._renew_forever(local, gone))
 
     async def _renew_forever(self, local: Callable[[], list[Participant]], gone: Gone) -> None:
         failing = False
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._renew(local(), gone)
                 failing = False
@@ -174,7 +176,8 @@ class RedisRoster:
                 failing = True
             except Exception:
                 logger.exception("renewing room seats failed")
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
 
     async def _renew(self, participants: list[Participant], gone: Gone) -> None:
         """Renew this process's seats, then sweep the lapsed seats of the rooms it has participants in."""
@@ -201,7 +204,13 @@ class RedisRoster:
                 await gone(room, Member(entry["public"], _identity(entry["identity"])))
 
     async def close(self) -> None:
+        """Stop renewing between two rounds, not in the middle of one: a Redis command cancelled half-way can leave
+        its pooled connection out of step with the server, and the next command on it waiting for ever."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._interval + 5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task

@@ -171,6 +171,14 @@ class ClusterMediaService:
         assert seat.node_id is not None
         return await self._caller.call(seat.node_id, method, participant_id=participant_id, **params)
 
+    async def limit(self, participant_id: str, limits: dict[str, Any]) -> None:
+        seat = self._seats.get(participant_id)
+        if seat is None:
+            raise MediaError("not-joined", "join a room first")
+        seat.info["limits"] = limits  # a join on the room's next node carries them
+        if not seat.lost and seat.node_id is not None:
+            await self._call(participant_id, "limit", limits=limits)
+
     async def answer(self, participant_id: str, sdp: str) -> None:
         await self._call(participant_id, "answer", sdp=sdp)
 

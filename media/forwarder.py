@@ -68,7 +68,8 @@ class PacketSink(Protocol):
 class Layer:
     """One encoding of a producer (the only one without simulcast): its SSRC, history and measured bitrate."""
 
-    __slots__ = ("_mark", "active", "history", "index", "octets", "packets", "rate", "rid", "ssrc")
+    __slots__ = ("_mark", "_seen", "active", "arrivals", "highest", "history", "index", "loss", "octets", "packets",
+                 "rate", "rid", "ssrc")
 
     def __init__(self, index: int, ssrc: int, rid: str | None) -> None:
         self.index = index
@@ -79,7 +80,20 @@ class Layer:
         self.packets = 0
         self.rate = 0.0  # bit/s on the wire, smoothed
         self.active = True  # packets arrived during the last measurement
+        self.highest: int | None = None  # extended sequence number of the newest packet
+        self.arrivals = 0  # every packet, padding and repairs included
+        self.loss = 0.0  # share of packets lost on the way to the relay, smoothed
         self._mark = (0, 0, time.monotonic())
+        self._seen = (0, 0)  # (highest, arrivals) at the last measurement
+
+    def arrived(self, sequence_number: int) -> None:
+        if self.highest is None:
+            self.highest = sequence_number
+        else:
+            delta = (sequence_number - self.highest) & 0xFFFF
+            if delta < 0x8000:
+                self.highest += delta
+        self.arrivals += 1
 
     def measure(self, now: float) -> None:
         octets, packets, at = self._mark
@@ -90,6 +104,13 @@ class Layer:
         self.rate = sent if not self.rate else 0.5 * self.rate + 0.5 * sent
         self.active = self.packets > packets
         self._mark = (self.octets, self.packets, now)
+        highest, arrivals = self._seen
+        if self.highest is not None:
+            expected = self.highest - highest if arrivals else self.arrivals
+            if expected > 0:
+                sample = max(0.0, 1 - (self.arrivals - arrivals) / expected)
+                self.loss = 0.5 * self.loss + 0.5 * sample
+            self._seen = (self.highest, self.arrivals)
 
 
 class Producer:
@@ -105,6 +126,8 @@ class Producer:
         self.layers: list[Layer] = []  # lowest first
         self.simulcast = False  # more than one layer seen
         self.level = 127.0  # audio: smoothed level in -dBov from the audio-level extension (0 loudest, 127 silence)
+        self.remb_cap: int | None = None  # video: the most its publisher is told it may send (a point's uplink cap)
+        self.withheld = False  # video: its site is audio-only, no subscriber gets it (``downlink.py``)
         self._by_ssrc: dict[int, Layer] = {}
         self._codecs: dict[int, Any] = {}
         self._receiver: RTCRtpReceiver | None = None
@@ -129,6 +152,8 @@ class Producer:
         """Learn the payload types the upstream negotiated (after each offer/answer)."""
         if transceiver.receiver is self._receiver:
             self._codecs = {c.payloadType: c for c in hooks.negotiated_codecs(transceiver)}
+            if self.kind == "audio":
+                hooks.nack_audio(transceiver)  # two speech packets lost together are asked for again
 
     def close(self) -> None:
         self._closed = True
@@ -153,17 +178,30 @@ class Producer:
                 layer.measure(now)
         return self.layers
 
+    def set_remb_cap(self, cap: int | None) -> None:
+        """Cap every REMB sent upstream at ``cap`` bit/s from now on, and tell the publisher at once."""
+        self.remb_cap = cap
+        receiver = self._receiver
+        if cap is None or receiver is None or self.kind != "video" or not self.layers:
+            return
+        estimate = hooks.uplink_estimate_bps(receiver)
+        bitrate = cap if estimate is None else min(cap, estimate)
+        asyncio.ensure_future(hooks.send_remb(receiver, bitrate, [layer.ssrc for layer in self.layers]))
+
     def downstream_loss(self) -> int:
         """The worst loss (8-bit fraction) any subscriber reported for this track in the last ``LOSS_FRESH`` s."""
         since = time.monotonic() - LOSS_FRESH
         return max((c.feedback.fraction_lost for c in self.consumers if c.feedback.report_at >= since), default=0)
 
     def _upstream_rtcp(self, packet: Any) -> Any:
-        """Report the worst of the uplink's and the subscribers' audio loss to the publisher.
+        """Report the worst of the uplink's and the subscribers' audio loss to the publisher, and keep the REMB
+        under the site's cap.
 
         An Opus encoder adds in-band FEC according to the loss its receiver reports (browsers read the report's
         fraction lost); a relay that reported only its own uplink would leave a lossy subscriber unprotected.
         """
+        if self.remb_cap is not None:
+            packet = hooks.cap_remb(packet, self.remb_cap)
         if self.kind == "audio" and isinstance(packet, RtcpRrPacket):
             worst = self.downstream_loss()
             for report in packet.reports:
@@ -220,6 +258,7 @@ class Producer:
             layer = self._new_layer(packet)
             if layer is None:
                 return
+        layer.arrived(packet.sequence_number)
         codec = self._codecs.get(packet.payload_type)
         if codec is None or not packet.payload:  # not negotiated yet, or padding
             return
@@ -300,6 +339,7 @@ class Consumer:
         self._last_ts: int | None = None
         self._last_time = 0.0
         self._last_picture: tuple[int, int] | None = None  # (picture id, TL0PICIDX) last sent
+        self._frame_open = False  # the newest packet sent did not end its frame (no marker)
         self._segments: list[_Segment] = []
         self._rtx_seq = random.getrandbits(15)
         self._send: Callable[[bytes], None] | None = None
@@ -314,6 +354,12 @@ class Consumer:
     @property
     def ssrc(self) -> int:
         return self._ssrc
+
+    def upstream_loss(self) -> float:
+        """The share of the forwarded layer's packets lost before they reached the relay: the subscriber's receiver
+        reports count them as lost too, though its own downlink lost none of them."""
+        layer = next((c for c in self.producer.layers if c.index == self.layer), None)
+        return layer.loss if layer is not None else 0.0
 
     def sent(self) -> tuple[int, int]:
         """(payload octets, packets) sent so far, as this stream's sender reports say."""
@@ -396,6 +442,7 @@ class Consumer:
         newest = (out_seq - self._next_seq) & 0xFFFF < 0x8000
         if newest:
             self._next_seq = (out_seq + 1) & 0xFFFF
+            self._frame_open = self.producer.kind == "video" and not packet.marker
             self._last_ts = out_ts
             self._last_time = time.monotonic()
         tmpl = templates.get(self._ext_key)
@@ -434,6 +481,12 @@ class Consumer:
         """Continue this consumer's sequence, timeline and picture ids from a keyframe (of a new layer)."""
         self.layer = layer
         self._ext_key = hooks.extension_ids(self._transport)  # configured once the sender has started
+        if self._frame_open:
+            # the old layer's last frame was cut short (its tail lost upstream, or not yet arrived): leave a
+            # sequence gap so the subscriber sees it incomplete and drops it, rather than decode a truncated frame
+            # glued to the keyframe (a NACK for the gap maps back to that frame's next packet, if it comes)
+            self._next_seq = (self._next_seq + 1) & 0xFFFF
+            self._frame_open = False
         self._start_seq = packet.sequence_number
         self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
         if self._last_ts is not None:

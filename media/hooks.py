@@ -18,13 +18,22 @@ from typing import Any
 
 import aioice
 import aioice.ice
+import aioice.stun
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc import codecs as aiortc_codecs
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtcsctptransport import (
+    SCTP_DATA_UNORDERED,
+    CookieAckChunk,
+    DataChunk,
+    ForwardTsnChunk,
+    RTCSctpTransport,
+    SackChunk,
+)
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensionsMap,
@@ -32,6 +41,7 @@ from aiortc.rtp import (
     RtcpRrPacket,
     RtcpSrPacket,
     RtpPacket,
+    pack_remb_fci,
     unpack_remb_fci,
 )
 
@@ -150,6 +160,44 @@ def prepare_simulcast_receiver(receiver: RTCRtpReceiver) -> None:
     receiver._handle_rtp_packet = learn_and_handle  # type: ignore[method-assign]
 
 
+def decode_from_keyframes(receiver: RTCRtpReceiver, is_keyframe_start: Callable[[RtpPacket], bool],
+                          is_media: Callable[[RtpPacket], bool], stuck_after: float = 1.0) -> None:
+    """Make a (test subscriber's) video receiver get past a packet that never arrives, as a browser does.
+
+    aiortc's jitter buffer hands frames out strictly in order, and NACKs a gap only when it first sees it: one
+    packet lost with its retransmission holds back every later frame, keyframes included, until 512 more
+    packets have come (tens of seconds of a low layer). A browser decodes a complete keyframe whatever came
+    before it, and asks for one when frames stop completing. So here: a keyframe's first packet drops the
+    incomplete frames in front of it, and a buffer that has not moved on for ``stuck_after`` seconds while
+    media packets (``is_media``: not retransmissions) keep arriving sends a PLI (at most one per ``stuck_after``).
+    """
+    name = "_RTCRtpReceiver__jitter_buffer"
+    if not hasattr(receiver, name) or not hasattr(receiver, "_send_rtcp_pli"):
+        raise IncompatibleAiortc(f"RTCRtpReceiver has no {name} or _send_rtcp_pli")
+    handle = receiver._handle_rtp_packet
+    origin: int | None = None
+    moved_at = asked_at = time.monotonic()
+
+    async def skip_and_handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        nonlocal origin, moved_at, asked_at
+        jitter = getattr(receiver, name)
+        now = time.monotonic()
+        start = jitter._origin
+        if start is not None and is_keyframe_start(packet):
+            ahead = (packet.sequence_number - start) & 0xFFFF
+            if 0 < ahead < jitter.capacity and any(
+                    jitter._packets[(start + i) % jitter.capacity] is None for i in range(ahead)):
+                jitter.remove(ahead)
+        if jitter._origin != origin:
+            origin, moved_at = jitter._origin, now
+        elif is_media(packet) and now - max(moved_at, asked_at) >= stuck_after:
+            asked_at = now
+            await receiver._send_rtcp_pli(packet.ssrc)
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = skip_and_handle  # type: ignore[method-assign]
+
+
 def hook_sender(
     sender: RTCRtpSender,
     on_keyframe_request: Callable[[], None],
@@ -219,6 +267,46 @@ def restrict_host_addresses(addresses: list[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+CONSENT_RETRANSMISSIONS = 2  # a consent check waits 0.5 + 1 + 2 s for its answer, not aioice's 0.5 s
+
+
+AIOICE_QUERY_CONSENT = aioice.ice.Connection.query_consent
+"""aioice's own consent checks, kept before ``patient_consent`` replaces them (tests compare the two)."""
+
+
+def patient_consent() -> None:
+    """Keep a connection whose round trip exceeds half a second: consent expires after 30 s without an answer.
+
+    aioice sends each consent check (RFC 7675, every ~5 s) without retransmission and gives up on it after its
+    first 500 ms timeout, so on a link whose round trip is longer (EDGE, satellite: 0.8–1 s and more) every check
+    fails and the connection is closed after six of them, though media flow. Here a check is retransmitted and
+    waited for up to 3.5 s, and consent expires after ``CONSENT_FAILURES × CONSENT_INTERVAL`` (30 s) without any
+    answer, as the RFC says, however long the failed checks took.
+    """
+    ice = aioice.ice
+
+    async def query_consent(self: Any) -> None:
+        assert self.remote_password is not None
+        answered = time.monotonic()
+        while True:
+            await asyncio.sleep(ice.CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+            for pair in self._nominated.values():
+                request = self.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(request, pair.remote_addr,
+                                                integrity_key=self.remote_password.encode("utf8"),
+                                                retransmissions=CONSENT_RETRANSMISSIONS)
+                    answered = time.monotonic()
+                except aioice.stun.TransactionError:
+                    pass
+            if time.monotonic() - answered >= ice.CONSENT_FAILURES * ice.CONSENT_INTERVAL:
+                ice.logger.info("Connection: consent to send expired")
+                self._query_consent_task = None
+                return await self.close()
+
+    ice.Connection.query_consent = query_consent  # type: ignore[method-assign]
 
 
 class _PortRangeLoop:
@@ -426,8 +514,12 @@ def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
             raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+    # audio retransmissions come on the media stream itself, counted there as received: put them back as lost
+    generator = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    repaired = generator.repaired if isinstance(generator, _RepairCountingNackGenerator) else 0
     return [
-        ReceivedStream(ssrc, stream.packets_received, stream.packets_lost, stream.jitter / stream._clockrate * 1000)
+        ReceivedStream(ssrc, stream.packets_received - repaired, stream.packets_lost + repaired,
+                       stream.jitter / stream._clockrate * 1000)
         for ssrc, stream in list(streams.items())
         if ssrc not in rtx
     ]
@@ -461,6 +553,34 @@ def rewrite_receiver_rtcp(receiver: RTCRtpReceiver, rewrite: RtcpRewrite) -> Non
     receiver._send_rtcp = rewrite_and_send  # type: ignore[method-assign]
 
 
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> None:
+    """Send the publisher a REMB of ``bitrate`` for ``ssrcs`` now, through ``_send_rtcp`` (so any rewrite applies).
+
+    aiortc sends REMB only when its estimator updates; a cap set mid-call must reach the publisher at once.
+    """
+    if not hasattr(receiver, "_RTCRtpReceiver__rtcp_ssrc"):
+        raise IncompatibleAiortc("RTCRtpReceiver has no RTCP SSRC")
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None or not ssrcs:
+        return
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
+    await receiver._send_rtcp(packet)
+
+
+def cap_remb(packet: Any, cap: int) -> Any:
+    """``packet`` with its REMB bitrate lowered to ``cap`` when it is a REMB above it; any other packet as is."""
+    if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
+        return packet
+    try:
+        bitrate, ssrcs = unpack_remb_fci(packet.fci)
+    except ValueError:
+        return packet
+    if bitrate <= cap:
+        return packet
+    return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=packet.media_ssrc,
+                          fci=pack_remb_fci(cap, ssrcs))
+
+
 OPUS_PARAMETERS = {"minptime": 10, "useinbandfec": 1, "usedtx": 1}
 
 
@@ -473,6 +593,54 @@ def negotiate_opus_fec_dtx() -> None:
             codec.parameters = dict(OPUS_PARAMETERS)
             return
     raise IncompatibleAiortc("aiortc offers no Opus codec")
+
+
+def negotiate_opus_nack() -> None:
+    """Offer and answer ``a=rtcp-fb:<opus> nack``: a publisher's lost speech packets can then be asked for again.
+
+    Opus FEC repairs a lost packet only from the next one; two packets lost together (random loss twice in a row,
+    or a queue that video overfills for a moment) leave a gap. Browsers keep a history for audio and answer NACK
+    when it is negotiated, as aiortc's sender always does.
+    """
+    for codec in aiortc_codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            if not any(f.type == "nack" and not f.parameter for f in codec.rtcpFeedback):
+                codec.rtcpFeedback = [*codec.rtcpFeedback, RTCRtcpFeedback(type="nack")]
+            return
+    raise IncompatibleAiortc("aiortc offers no Opus codec")
+
+
+class _RepairCountingNackGenerator(NackGenerator):
+    """aiortc's NACK generator, counting the missing packets that arrived later (repaired by retransmission)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repaired = 0
+
+    def add(self, packet: RtpPacket) -> bool:
+        if packet.sequence_number in self.missing:
+            self.repaired += 1
+        return super().add(packet)
+
+
+def nack_audio(transceiver: RTCRtpTransceiver) -> bool:
+    """Have an audio receiver NACK the packets it misses when its Opus negotiated ``nack``; True when it does.
+
+    aiortc generates NACKs for video only (an audio receiver's generator is None); the generator works on any
+    stream's sequence numbers. It counts what retransmissions repaired, so ``received_streams`` still reports the
+    network's loss before repair. Idempotent across renegotiations.
+    """
+    name = "_RTCRtpReceiver__nack_generator"
+    receiver = transceiver.receiver
+    if not hasattr(receiver, name):
+        raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
+    if not any(c.mimeType.lower() == "audio/opus" and any(f.type == "nack" and not f.parameter
+                                                           for f in c.rtcpFeedback)
+               for c in negotiated_codecs(transceiver)):
+        return False
+    if getattr(receiver, name) is None:
+        setattr(receiver, name, _RepairCountingNackGenerator())
+    return True
 
 
 class _RtcpListener:
@@ -532,3 +700,82 @@ def nominated_remote_address(transport: RTCDtlsTransport) -> tuple[str, int] | N
     if pair is None:
         return None
     return (str(pair.remote_addr[0]), int(pair.remote_addr[1]))
+
+
+SELF_PACED_WINDOW = 1 << 30
+"""The congestion window of a self-paced association: never the limit."""
+
+
+class _SelfPacedSctp(RTCSctpTransport):
+    """An SCTP association whose sender paces itself, so SCTP's congestion window never holds it back."""
+
+    @property
+    def _cwnd(self) -> int:
+        return SELF_PACED_WINDOW
+
+    @_cwnd.setter
+    def _cwnd(self, value: int) -> None:
+        pass  # aiortc's slow start, halving on loss and reset on timeout do not apply
+
+    async def _receive_chunk(self, chunk: Any) -> None:
+        """A DATA, SACK or FORWARD TSN in COOKIE-ECHOED state is the peer's implicit COOKIE ACK (RFC 9260 §5.1: the
+        peer sends them only once our COOKIE ECHO established the association, and the DTLS session authenticates
+        them). aiortc waits for the COOKIE ACK itself, up to a 3 s T1 if it was lost, and meanwhile hands the
+        peer's DATA to channels that cannot answer: a link test's PONG then raised and closed the connection (10 %
+        loss during the INIT collision of two aiortc peers)."""
+        if (self._association_state == self.State.COOKIE_ECHOED
+                and isinstance(chunk, (DataChunk, SackChunk, ForwardTsnChunk))):
+            await super()._receive_chunk(CookieAckChunk())
+        await super()._receive_chunk(chunk)
+
+    async def _receive_sack_chunk(self, chunk: Any) -> None:
+        await super()._receive_sack_chunk(chunk)
+        if self._abandon_overdue():
+            self._update_advanced_peer_ack_point()
+            await self._transmit()
+
+    def _update_advanced_peer_ack_point(self) -> None:
+        """Forward the peer's cumulative TSN past every abandoned chunk at once, skipping the chunks between them that
+        it already acknowledged in a gap: aiortc stops at the first of those, so after scattered losses each FORWARD
+        TSN clears one gap, one round trip each."""
+        queue = self._sent_queue
+        last = None
+        for index, chunk in enumerate(queue):
+            if chunk._abandoned:
+                last = index
+            elif not chunk._acked:
+                break
+        for _ in range(0 if last is None else last + 1):
+            chunk = queue.popleft()
+            self._advanced_peer_ack_tsn = chunk.tsn
+            if chunk._abandoned and not chunk.flags & SCTP_DATA_UNORDERED:
+                self._forward_tsn_streams[chunk.stream_id] = (chunk.stream_seq, chunk.tsn)
+        super()._update_advanced_peer_ack_point()
+
+    def _abandon_overdue(self) -> bool:
+        """Give up on never-retransmitted chunks not acknowledged two smoothed RTTs after they left. aiortc gives one
+        up only once three SACKs name later chunks, and its SACKs name a limited number of gaps: after a burst of
+        losses the peer's cumulative TSN then crawls forward one FORWARD TSN per SACK, while its gap-laden SACKs
+        (one per packet it receives) fill a slow uplink for seconds."""
+        deadline = time.time() - 2 * (self._srtt or 0.5) - 0.05
+        abandoned = False
+        for chunk in list(self._sent_queue):
+            if (chunk._max_retransmits == 0 and not chunk._acked and not chunk._abandoned
+                    and chunk._sent_time is not None and chunk._sent_time < deadline):
+                abandoned = self._maybe_abandon(chunk) or abandoned
+        return abandoned
+
+
+def pace_sctp_ourselves(transport: RTCSctpTransport | None) -> None:
+    """Let a link test's own pacer, not SCTP's congestion control, decide how fast DATA probes go out.
+
+    SCTP's window halves on every loss, so a data-channel flood over a link with random loss measures the TCP-like
+    fair share (≈ 1.2·MSS / (RTT·√loss): 350 kbit/s at 100 ms and 10 % loss), not the link's capacity, which is
+    what RTP media (whose congestion control tolerates random loss) can use. The link test paces its probes and
+    stops its ramp as soon as a queue builds up, which is the congestion control such a short flood needs. It also
+    takes the peer's first DATA as the COOKIE ACK it may have lost (``_SelfPacedSctp._receive_chunk``)."""
+    needs = ("_cwnd", "_flight_size", "_sent_queue", "_srtt", "_association_state")
+    if (transport is None or not all(name in vars(transport) for name in needs)
+            or not all(hasattr(transport, name) for name in ("_maybe_abandon", "_update_advanced_peer_ack_point"))):
+        raise IncompatibleAiortc("RTCSctpTransport no longer keeps its congestion window in _cwnd")
+    transport.__class__ = _SelfPacedSctp

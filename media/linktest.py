@@ -8,9 +8,13 @@ UDP/TCP/TLS when configured: the client forces those through the TURN server). T
    send times), jitter as the mean change between consecutive RTTs, loss each way from the client's receipts
    (proofs: ``linktest_wire``) and the PONGs;
 3. **down**, then **up**: a paced flood of DATA probes whose rate doubles each step until the received rate stops
-   following it or the RTT of interleaved pings rises (a queue is building), then one more step at that rate.
-   Throughput is the received rate of the step that filled the link (``throughput_kbps``): the server counts the
-   client's DATA itself, and learns what the client received only from verified receipts.
+   following it or the RTT of interleaved pings rises (a queue is building at the link's bottleneck). A step that
+   built a queue holds its rate a moment longer: what arrives meanwhile leaves a full queue, at the link's rate.
+   Throughput is the rate the link kept in the step that filled it (``throughput_kbps``): the server counts the
+   client's DATA itself, and learns what the client received only from verified receipts, placed in time by the
+   client's clock (``linktest_wire``) so a receipt held back behind a lost one still counts where it belongs.
+   Both ends pace their DATA themselves: SCTP's congestion window is off (``hooks.pace_sctp_ourselves``), as it
+   would halve on every random loss and measure a TCP-like share of the link instead of what it can carry.
 
 Rates are UDP payload rates (data-channel bytes plus SCTP and DTLS headers), what SRTP media would occupy.
 The result is raw measurements; ``signaling/verdict.py`` turns them into words.
@@ -40,8 +44,15 @@ TICK = 0.01  # pacing granularity, seconds
 WATCH_INTERVAL = 0.1  # pings interleaved with a flood, to see a queue build up
 RTT_RISE_MS = 40.0  # a flood step whose RTT rises this much (or by half) above the quiet RTT fills a queue
 LAGGING = 0.8  # a step whose received rate falls below this share of the offered rate has filled the link
+CLEAR_SHARE = 0.85  # a ramp step offered at most this share of the throughput found left the link room to spare
+KEPT_UP = 0.9  # a step whose RTT rose but which delivered this share of its rate did not fill the link: the machine
+               # (an event loop held up on a busy computer), not a queue on the link, delayed the pings
 BACKLOG_SECONDS = 0.05  # most DATA a sender lets SCTP queue locally: beyond that the link, not the pacer, is full
+BURST_SECONDS = 0.1  # most unspent sending credit a pacer keeps: after a stall it sends no bigger burst than this
 SILENCE_SECONDS = 6.0  # nothing from the client this long (it sends a receipt every 0.2 s): the path is lost
+SATURATED_HOLD = 0.5  # seconds a step that filled the link keeps it full, to read the rate the link delivers
+RECEIPT_WAIT = 2.0  # at most this long for the receipts covering a downstream step (a lost one is resent in order)
+CLOCK_SLACK = 0.02  # seconds a receipt's time may seem to precede the probes it proves (timer granularity)
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
@@ -52,7 +63,7 @@ class LinkTestPlan:
 
     paths: tuple[str, ...] = ("udp",)
     connect_timeout: float = 8.0
-    ping_seconds: float = 4.0
+    ping_seconds: float = 6.0
     ping_interval: float = 0.02
     step_seconds: float = 0.5
     start_kbps: float = 100.0
@@ -113,7 +124,11 @@ class LinkTestPeer:
         self._book = wire.NonceBook()
         self._pongs: dict[int, float] = {}  # seq → RTT ms
         self._up_arrivals: list[tuple[float, int]] = []  # (server time, UDP payload bytes)
-        self._receipts: list[tuple[float, int]] = []  # (server time, down DATA bytes proven)
+        self._up_rates: dict[int, float] = {}  # kbit/s the client said it sends at → when its first such DATA came
+        self._up_seqs: list[tuple[float, int]] = []  # (server time, the client's DATA sequence number)
+        self._windows: dict[str, list[tuple[float, float, float]]] = {}  # direction → (start, end, kbit/s) per step
+        self._receipts: list[tuple[float, float, int]] = []  # (arrival, client's time, down DATA bytes proven)
+        self._clock_offset: float | None = None  # server time − client time, least of all receipts (the promptest)
         self._chosen: _Path | None = None
         self._phase = "connect"
         self._phase_started = 0.0
@@ -135,6 +150,7 @@ class LinkTestPeer:
             pc = RTCPeerConnection(self._configuration)
             control = pc.createDataChannel("control", negotiated=True, id=wire.CONTROL_ID)
             probe = pc.createDataChannel("probe", negotiated=True, id=wire.PROBE_ID, ordered=False, maxRetransmits=0)
+            hooks.pace_sctp_ourselves(pc.sctp)  # the ramp's pacing, not SCTP's loss-halved window, sets the rate
             path = _Path(name, pc, control, probe)
             self._paths[name] = path
             self._wire(path)
@@ -207,8 +223,35 @@ class LinkTestPeer:
             self._forged = str(exc)
             self.stop("forged-receipt")
             return
-        data = sum(self._book.sent[s].size + OVERHEAD_BYTES for s in seqs if self._book.sent[s].phase == "down")
-        self._receipts.append((now, data))
+        client_time = message["t"] / 1000
+        offset = now - client_time
+        if self._clock_offset is None or offset < self._clock_offset:
+            self._clock_offset = offset
+        latest = max((self._book.sent[s].sent_at for s in seqs), default=None)
+        if latest is not None and client_time + self._clock_offset < latest - CLOCK_SLACK:
+            self._forged = "the receipt proves a probe before it was sent"
+            self.stop("forged-receipt")
+            return
+        # the pings interleaved with the flood share the link with it: they count towards what it carried
+        data = sum(self._book.sent[s].size + OVERHEAD_BYTES for s in seqs
+                   if self._book.sent[s].phase in ("down", "watch"))
+        self._receipts.append((now, client_time, data))
+
+    def _down_received(self) -> list[tuple[float, int]]:
+        """Each receipt's proven downstream bytes at the server time it was written (its client time, shifted by
+        the promptest receipt's offset): a receipt delayed behind a lost one, which SCTP resends in order, still
+        counts for the interval it covers."""
+        offset = self._clock_offset or 0.0
+        return [(client_time + offset, size) for _, client_time, size in self._receipts]
+
+    async def _await_receipts(self, until: float) -> None:
+        """Wait (at most ``RECEIPT_WAIT``) for a receipt written at or after server time ``until``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECEIPT_WAIT
+        while loop.time() < deadline:
+            if self._receipts and self._receipts[-1][1] + (self._clock_offset or 0.0) >= until:
+                return
+            await self._sleep(0.02)
 
     def _on_probe(self, data: bytes, now: float) -> None:
         probe = wire.unpack(data)
@@ -219,8 +262,12 @@ class LinkTestPeer:
             sent = self._book.sent.get(seq)
             if sent is not None and sent.nonce == nonce and seq not in self._pongs:
                 self._pongs[seq] = (now - sent.sent_at) * 1000
+                if self._phase == "up":  # sharing the link with the flood, as the pings do downstream
+                    self._up_arrivals.append((now, len(data) + OVERHEAD_BYTES))
         elif kind == wire.DATA and self._phase == "up":
             self._up_arrivals.append((now, len(data) + OVERHEAD_BYTES))
+            self._up_rates.setdefault(nonce, now)  # upstream DATA carries its sender's rate in the nonce field
+            self._up_seqs.append((now, seq))
 
     # -- the test -----------------------------------------------------------------------------------------
 
@@ -233,6 +280,7 @@ class LinkTestPeer:
                 await self._ping_phase()
                 await self._ramp("down")
                 await self._ramp("up")
+                self._measured.update(self._ping_figures(with_data=True))
                 self._send_control({"type": "end"})
         except _Stopped:
             pass
@@ -341,9 +389,12 @@ class LinkTestPeer:
         await self._sleep(max(0.3, 2 * (statistics.median(rtts) / 1000 if rtts else 0.5)) + wire.RECEIPT_INTERVAL)
         self._measured.update(self._ping_figures())
 
-    def _ping_figures(self, settled_only: bool = False) -> dict[str, Any]:
+    def _ping_figures(self, settled_only: bool = False, with_data: bool = False) -> dict[str, Any]:
         """RTT, jitter and loss of the ping phase. ``settled_only`` (a test stopped mid-phase): only the pings whose
-        receipt and PONG had time to arrive before the last receipt did, so the cut is not counted as loss."""
+        receipt and PONG had time to arrive before the last receipt did, so the cut is not counted as loss.
+        ``with_data`` (both ramps done): loss also counts the DATA of the steps that left the link room to spare
+        (``_clear_data``), two to four times the pings' samples on a fast link: loss is a proportion, and 200
+        pings alone leave it ±2 points (two standard errors) at 10 %."""
         pings = [s for s, p in self._book.sent.items() if p.phase == "ping"]
         if settled_only:
             rtts = sorted(self._pongs.values())
@@ -358,14 +409,40 @@ class LinkTestPeer:
             figures["rttMs"] = round(statistics.median(rtts), 1)
             diffs = [abs(b - a) for a, b in zip(rtts, rtts[1:])]
             figures["jitterMs"] = round(statistics.fmean(diffs), 1) if diffs else 0.0
-        if pings:
-            figures["lossDown"] = round(1 - len(received) / len(pings), 4)
-        if received:
-            figures["lossUp"] = round(1 - len(echoed) / len(received), 4)
-        if pings:
-            lost = (len(pings) - len(received)) + (len(received) - len(echoed))
-            figures["loss"] = round(lost / (len(pings) + len(received)), 4)
+        down_sent, down_got, up_sent, up_got = len(pings), len(received), len(received), len(echoed)
+        if with_data:
+            extra = self._clear_data()
+            down_sent, down_got = down_sent + extra[0], down_got + extra[1]
+            up_sent, up_got = up_sent + extra[2], up_got + extra[3]
+            figures["lossSamples"] = down_sent + up_sent
+        if down_sent:
+            figures["lossDown"] = round(1 - down_got / down_sent, 4)
+        if up_sent:
+            figures["lossUp"] = round(1 - up_got / up_sent, 4)
+        if down_sent:
+            figures["loss"] = round((down_sent - down_got + up_sent - up_got) / (down_sent + up_sent), 4)
         return figures
+
+    def _clear_data(self) -> tuple[int, int, int, int]:
+        """(sent, received) downstream, then upstream, of the DATA in ramp steps offered at most ``CLEAR_SHARE`` of
+        the throughput found: no queue overflowed then, so every probe lost was lost at random. Downstream the
+        receipts prove which arrived; upstream the gaps in the client's sequence numbers show which did not."""
+        counts = [0, 0, 0, 0]
+        for direction, offset in (("down", 0), ("up", 2)):
+            found = (self._measured.get(direction) or {}).get("kbps")
+            windows = [(start, end) for start, end, rate in self._windows.get(direction, [])
+                       if found and rate <= CLEAR_SHARE * found]
+            for start, end in windows:
+                if direction == "down":
+                    sent = [seq for seq, p in self._book.sent.items() if p.phase == "down" and start <= p.sent_at < end]
+                    counts[offset] += len(sent)
+                    counts[offset + 1] += sum(seq in self._book.received for seq in sent)
+                else:
+                    seqs = {seq for at, seq in self._up_seqs if start <= at < end}
+                    if seqs:
+                        counts[offset] += max(seqs) - min(seqs) + 1
+                        counts[offset + 1] += len(seqs)
+        return counts[0], counts[1], counts[2], counts[3]
 
     @staticmethod
     def _window_kbps(arrivals: list[tuple[float, int]], start: float, end: float, spread: bool) -> float:
@@ -407,18 +484,20 @@ class LinkTestPeer:
         return statistics.median(rtts) if rtts else None
 
     async def _ramp(self, direction: str) -> None:
-        """Raise the offered rate step by step until the received rate stops following it or the RTT rises (a queue
-        is building: the step ends at once, before the queue overflows and SCTP's congestion control stalls)."""
+        """Raise the offered rate step by step until the received rate stops following it or the RTT rises. A rising
+        RTT means a queue stands at the link's bottleneck: the step then holds its rate ``SATURATED_HOLD`` longer,
+        and what arrives meanwhile, leaving a full queue, comes at the link's rate, ramp-up and burst excluded."""
         self._enter(direction)
         loop = asyncio.get_running_loop()
         plan = self.plan
         base_rtt = self._measured.get("rttMs") or 50.0
         # a rate change shows at the server one RTT later (the instruction goes down and DATA comes up, or DATA goes
-        # down and its receipt comes up); a receipt also reports up to one receipt interval late
+        # down and its receipt is written)
         lag = base_rtt / 1000 + 0.05
-        collect = wire.RECEIPT_INTERVAL + 0.05 if direction == "down" else 0.0
+        down = direction == "down"
         rise = max(RTT_RISE_MS, base_rtt / 2)
-        arrivals = self._up_arrivals if direction == "up" else self._receipts
+        # what arrives of an offered rate when the link is not full: random loss takes its share
+        delivered = 1.0 - min(float(self._measured.get("lossDown" if down else "lossUp") or 0.0), 0.5)
         rate = plan.start_kbps
         steps: list[_Step] = []
         saturated = False
@@ -431,33 +510,50 @@ class LinkTestPeer:
                 self._rate = rate
                 t0 = loop.time()
                 if direction == "up":
+                    # the step starts with the first DATA sent at its rate: the instruction may queue behind old
+                    # traffic, or wait for SCTP to resend it if it was lost
                     self._send_control({"type": "send", "kbps": rate})
-                    if not steps:  # the first DATA marks the start (the instruction may queue behind old traffic)
-                        while not self._up_arrivals and loop.time() < t0 + 1 + 2 * lag:
-                            await self._sleep(0.02)
-                        t0 = (self._up_arrivals[0][0] if self._up_arrivals else t0) - lag
+                    while wire.rate_tag(rate) not in self._up_rates and loop.time() < t0 + RECEIPT_WAIT + 2 * lag:
+                        await self._sleep(0.02)
+                    t0 = self._up_rates.get(wire.rate_tag(rate), t0 + lag) - lag
                 first_t0 = first_t0 or t0
                 queueing = await self._watch(first_t0, t0 + plan.step_seconds + lag, base_rtt + rise)
                 end = loop.time()
+                full_from = end
                 if queueing:
-                    self._rate = 0.0
-                    if direction == "up":
-                        self._send_control({"type": "send", "kbps": 0})
-                await self._sleep(collect)
-                spread = direction == "down"
-                received = self._window_kbps(arrivals, t0 + lag, end, spread)
-                sustained = self._sustained(arrivals, t0 + lag, end, spread)
-                rtt = self._rtt_between(t0, end - lag)
+                    await self._sleep(SATURATED_HOLD)
+                    end = loop.time()
+                # downstream, the step's probes are proven by receipts written up to one RTT after it
+                shift = lag if down else 0.0
+                if down:
+                    await self._await_receipts(end + shift)
+                arrivals = self._down_received() if down else self._up_arrivals
+                received = self._window_kbps(arrivals, t0 + lag, end + shift, down)
+                if queueing:
+                    sustained: float | None = self._window_kbps(arrivals, full_from, end + shift, down)
+                    queueing = sustained < KEPT_UP * rate * delivered
+                    if not queueing:  # not full after all: the hold was one more stretch of this step
+                        sustained = self._sustained(arrivals, t0 + lag, end + shift, down)
+                        first_t0 = loop.time()  # the delayed pings are no evidence for the next step
+                else:
+                    sustained = self._sustained(arrivals, t0 + lag, end + shift, down)
+                rtt = self._rtt_between(t0, full_from - lag)
+                # the step's DATA: sent over [t0, end) downstream, arrived over [t0 + lag, end) upstream
+                self._windows.setdefault(direction, []).append((t0 + (0.0 if down else lag), end, rate))
                 steps.append(_Step(rate, round(received, 1), None if sustained is None else round(sustained, 1),
                                    None if rtt is None else round(rtt, 1)))
                 await self._progress(direction, min((loop.time() - ramp_start) / plan.ramp_seconds, 1.0))
-                # clearly short of the offered rate: the link is full (the first step only starts the flow, so a
-                # shortfall there is no evidence yet)
-                lagging = len(steps) > 1 and steps[-1].kept_kbps < LAGGING * rate
+                # clearly short of the offered rate, over the whole step and over its later part: the link is full
+                # (the first step only starts the flow, so a shortfall there is no evidence yet; a few random losses
+                # among a short step's probes can make one measure alone fall short)
+                lagging = (len(steps) > 1
+                           and max(steps[-1].kept_kbps, steps[-1].received_kbps) < LAGGING * rate * delivered)
                 if queueing or lagging:
                     saturated = True
                     break
-                if rate >= plan.max_kbps or loop.time() - ramp_start + plan.step_seconds + lag + collect > plan.ramp_seconds:
+                # ramp_seconds of stepping, plus each step's round trips (a far link's steps must not be cut short)
+                allowed = plan.ramp_seconds + (len(steps) + 1) * 2 * lag
+                if rate >= plan.max_kbps or loop.time() - ramp_start + plan.step_seconds + 2 * lag > allowed:
                     break
                 rate = min(rate * plan.ramp_factor, plan.max_kbps)
         finally:
@@ -512,14 +608,16 @@ class LinkTestPeer:
             if direction == "down" and rate > 0:
                 size = data_size(rate)
                 budget = (now - credit_at) * rate * 125 - sent_bytes
+                burst = burst_bytes(rate)
+                if budget > burst:  # held back (a stalled event loop, SCTP's buffer): no catching up in one burst
+                    sent_bytes += budget - burst
+                    budget = burst
                 backlog_limit = max(rate * 125 * BACKLOG_SECONDS, 4 * wire.DATA_SIZE)
                 while budget >= size + OVERHEAD_BYTES and probe.bufferedAmount < backlog_limit:
                     if not self._send_probe(wire.DATA, size, "down"):
                         return
                     sent_bytes += size + OVERHEAD_BYTES
                     budget -= size + OVERHEAD_BYTES
-                if budget > 4 * (size + OVERHEAD_BYTES):  # held back by SCTP: do not build up a burst
-                    sent_bytes += budget - 4 * (size + OVERHEAD_BYTES)
             await asyncio.sleep(TICK)
 
     async def _report(self) -> None:
@@ -543,15 +641,20 @@ class _Stopped(Exception):
 
 
 def throughput_kbps(steps: list[_Step], saturated: bool) -> float | None:
-    """What a ramp found. Saturated: what the link sustained in the step that filled it, or in the step before
-    if that kept more (SCTP can stall on the losses of an overfilled queue). A whole window would overstate it
-    when a link's token bucket lets a burst through as the load first exceeds its rate (+35 % at 128 kbit/s over
-    half a second). Not saturated: the best step, a lower bound (the ramp reached its ceiling)."""
+    """What a ramp found. Saturated: what the link sustained in the step that filled it (both ends pace their own
+    DATA, so SCTP no longer stalls there; the step before, offered less, reads more only when a link's token bucket
+    let a burst through as the load first exceeded its rate: +22 % at 128 kbit/s). A whole window would overstate it
+    for the same reason. Not saturated: the best step, a lower bound (the ramp reached its ceiling)."""
     if not steps:
         return None
     if saturated:
-        return max(s.kept_kbps for s in steps[-2:])
+        return steps[-1].kept_kbps
     return max(s.received_kbps for s in steps)
+
+
+def burst_bytes(kbps: float) -> float:
+    """The most a pacer sends at once at ``kbps``: ``BURST_SECONDS`` of it, at least two DATA probes."""
+    return max(kbps * 125 * BURST_SECONDS, 2 * (data_size(kbps) + OVERHEAD_BYTES))
 
 
 def data_size(kbps: float) -> int:

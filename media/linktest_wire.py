@@ -3,20 +3,27 @@
 Two negotiated data channels per connection (both sides create them with fixed ids, no in-band handshake):
 
 * ``control`` (id 0, reliable, ordered): JSON text. Server → client ``{"type": "send", "kbps": R}`` (send DATA
-  upstream at R kbit/s; 0 = stop) and ``{"type": "end"}``; client → server ``{"type": "receipt", "runs": [[a, b],
-  ...], "x": "<16 hex digits>"}``: which of the server's probes it received since its last receipt.
+  upstream at R kbit/s; 0 = stop) and ``{"type": "end"}``; client → server ``{"type": "receipt", "t": T,
+  "runs": [[a, b], ...], "x": "<16 hex digits>"}``: which of the server's probes it received since its last
+  receipt, written at ``T`` ms of the client's monotonic clock (any origin).
 * ``probe`` (id 1, unordered, no retransmission): binary probes, ``kind(1) seq(4) nonce(8) time(8)`` then padding.
-  PING (server → client, answered at once by a PONG carrying the same seq, nonce and time), DATA (either way).
+  PING (server → client, answered at once by a PONG carrying the same seq, nonce and time), DATA (either way;
+  upstream, the client's own seq, and in the nonce field the rate it sends at, ``rate_tag``: the server starts a
+  step's window at the first DATA sent at the step's rate, however late the instruction arrived).
 
 The server is the authority on every figure it reports. It sees its own PONGs and the client's DATA arrive. For
 what the client received it has only the client's receipts, and those are proofs: each probe the server sends
 carries a fresh random 64-bit nonce and a receipt must give the XOR of the nonces of the probes it claims, so
-a client can report fewer probes than it received but never more.
+a client can report fewer probes than it received but never more. Receipts travel reliably and in order, so one
+lost on the way holds the next ones back until SCTP resends it; their times ``T`` place each at the moment it was
+written all the same (the server maps the client's clock onto its own by the promptest receipt, and refuses a
+receipt that would prove a probe before the server sent it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import struct
 from dataclasses import dataclass
@@ -29,6 +36,11 @@ DATA_SIZE = 1100  # bytes per DATA probe: one SCTP chunk, well inside aiortc's 1
 PING_SIZE = HEADER.size
 RECEIPT_INTERVAL = 0.2  # seconds between a client's receipts
 MAX_RECEIPT_RUNS = 4096
+
+
+def rate_tag(kbps: float) -> int:
+    """The nonce field of upstream DATA: the rate the client sends it at, in whole kbit/s."""
+    return int(round(kbps))
 
 
 def pack(kind: int, seq: int, nonce: int, at: float, size: int = 0) -> bytes:
@@ -66,10 +78,11 @@ class ReceiptBook:
         self._seqs.append(seq)
         self._x ^= nonce
 
-    def take(self) -> str:
-        """The JSON receipt for everything since the last one (sent even when empty: the server times the flow of
-        probes by the receipts' arrivals, so they must keep a steady beat)."""
-        receipt = json.dumps({"type": "receipt", "runs": runs_of(self._seqs), "x": f"{self._x:016x}"})
+    def take(self, at_ms: float) -> str:
+        """The JSON receipt for everything since the last one, written at ``at_ms`` of the client's monotonic clock
+        (sent even when empty: the server times the flow of probes by the receipts, so they keep a steady beat)."""
+        receipt = json.dumps({"type": "receipt", "t": round(at_ms, 1), "runs": runs_of(self._seqs),
+                              "x": f"{self._x:016x}"})
         self._seqs, self._x = [], 0
         return receipt
 
@@ -103,8 +116,9 @@ class NonceBook:
 
     def verify(self, message: dict[str, Any]) -> list[int]:
         """The sequence numbers a receipt proves; raises ``ForgedReceipt`` (and records nothing) if it proves nothing."""
-        runs, x = message.get("runs"), message.get("x")
-        if not isinstance(runs, list) or not isinstance(x, str) or len(runs) > MAX_RECEIPT_RUNS:
+        runs, x, at = message.get("runs"), message.get("x"), message.get("t")
+        if (not isinstance(runs, list) or not isinstance(x, str) or len(runs) > MAX_RECEIPT_RUNS
+                or type(at) not in (int, float) or not math.isfinite(at)):
             raise ForgedReceipt("malformed receipt")
         try:
             claimed_x = int(x, 16)

@@ -1,4 +1,5 @@
-"""Samples one participant's link every ``SAMPLE_INTERVAL`` seconds and reports it as ``link-quality``.
+"""Samples one participant's link every ``SAMPLE_INTERVAL`` seconds and reports it as ``link-quality`` every
+``REPORT_INTERVAL`` seconds, or at once when its grade changes.
 
 Reads only what aiortc keeps anyway (``getStats`` of the participant's receivers and senders, the DTLS transport's
 byte counters, the ICE pair, the REMB estimates through ``hooks``): nothing on the per-packet path.
@@ -25,14 +26,16 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from . import hooks
-from .quality import SAMPLE_INTERVAL, GradeSmoother, History, LinkSample, mos
+from .quality import REPORT_INTERVAL, SAMPLE_INTERVAL, GradeSmoother, History, LinkSample, mos
 
 logger = logging.getLogger(__name__)
 
 CLOCK_RATE = {"audio": 48000, "video": 90000}
 REMB_FRESH = 10.0  # seconds a participant's REMB stays meaningful
+LOST_AFTER = 2.0  # seconds without a byte from the participant (RTCP comes every 0.5–1.5 s) before it is lost
 
 Report = Callable[[LinkSample], Awaitable[None]]
+Adaptation = Callable[[], dict[str, Any]]
 
 
 @dataclass
@@ -55,9 +58,11 @@ class LinkMeter:
     """One participant's sampler. ``pc`` is asked for each sample, so a restarted connection is picked up."""
 
     def __init__(self, participant_id: str, pc: Callable[[], RTCPeerConnection], report: Report,
-                 interval: float = SAMPLE_INTERVAL) -> None:
+                 interval: float = SAMPLE_INTERVAL, adaptation: Adaptation | None = None) -> None:
+        """``adaptation``: what the relay does for this participant now, put in each sample."""
         self.participant_id = participant_id
-        self.history = History(interval=interval)
+        self._adaptation = adaptation
+        self.history = History(interval=max(interval, REPORT_INTERVAL))
         self._pc = pc
         self._report = report
         self._interval = interval
@@ -67,6 +72,8 @@ class LinkMeter:
         self._down: dict[Any, _Counters] = {}
         self._bytes = (0, 0)  # (received, sent) by the server on this participant's transport
         self._at = 0.0
+        self._heard_at = 0.0
+        self._loss_down: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -80,6 +87,7 @@ class LinkMeter:
             task.cancel()
 
     async def _run(self) -> None:
+        reported_at, reported_grade = 0.0, None
         while True:
             await asyncio.sleep(self._interval)
             try:
@@ -87,7 +95,10 @@ class LinkMeter:
             except Exception:  # a stats read must never end the sampler
                 logger.exception("link sample of %s failed", self.participant_id)
                 continue
-            if sample is not None:
+            now = time.monotonic()
+            due = now - reported_at >= REPORT_INTERVAL - self._interval / 2
+            if sample is not None and (due or sample.grade != reported_grade):
+                reported_at, reported_grade = now, sample.grade
                 self.history.add(sample)
                 await self._report(sample)
 
@@ -96,6 +107,7 @@ class LinkMeter:
         pc = self._pc()
         if pc is not self._last_pc:  # a new connection (media restart): counters start again
             self._last_pc, self._up, self._down, self._bytes, self._at = pc, {}, {}, (0, 0), 0.0
+            self._loss_down = None
         if pc.connectionState != "connected":
             return None if self._smoother.grade is None else self._lost_sample(None)
         receivers = [r for r in pc.getReceivers() if r.transport is not None]
@@ -124,7 +136,7 @@ class LinkMeter:
                 if stats.type == "remote-inbound-rtp":
                     down[id(sender)] = _Counters(stats.packetsReceived, stats.packetsLost)
                     down_jitter.append(stats.jitter / CLOCK_RATE.get(stats.kind, 90000) * 1000)
-                    if stats.roundTripTime is not None:
+                    if stats.roundTripTime is not None and stats.roundTripTime >= 0:  # aiortc's can dip below 0
                         rtts.append(stats.roundTripTime * 1000)
 
         transport_stats = dtls._get_stats()[dtls._stats_id]
@@ -134,8 +146,13 @@ class LinkMeter:
         first = not self._at
         self._bytes, self._at = (received, sent), now
         loss_up, loss_down = _loss(up, self._up), _loss(down, self._down)
+        if loss_down is None and down:  # no receiver report this second (they come every 0.5–1.5 s): the last holds
+            loss_down = self._loss_down
+        self._loss_down = loss_down
         self._up, self._down = up, down
-        if not first and received == prev_received:  # not even RTCP from the participant: the link is gone
+        if first or received != prev_received:
+            self._heard_at = now
+        elif now - self._heard_at >= LOST_AFTER:  # not even RTCP from the participant: the link is gone
             return self._lost_sample(hooks.nominated_pair(dtls))
 
         remb_down = hooks.remb_total(watches, since=now - REMB_FRESH) or 0
@@ -158,9 +175,11 @@ class LinkMeter:
             rembKbps=round(remb_up / 1000, 1) if remb_up else None,
             rembDownKbps=round(remb_down / 1000, 1) if remb_down else None,
             candidate=hooks.nominated_pair(dtls),
+            adaptation=self._adaptation() if self._adaptation is not None else None,
         )
 
     def _lost_sample(self, candidate: dict[str, str] | None) -> LinkSample:
         grade, smoothed = self._smoother.update(None)
         return LinkSample(self.participant_id, time.time(), grade, smoothed, None, None, None, None,
-                          0.0, 0.0, None, None, candidate)
+                          0.0, 0.0, None, None, candidate,
+                          self._adaptation() if self._adaptation is not None else None)

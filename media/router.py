@@ -13,6 +13,7 @@ from aiortc import RTCConfiguration
 from .downlink import Downlink, DownlinkState
 from .errors import MediaError
 from .forwarder import Producer
+from .limits import Limits
 from .meter import LinkMeter
 from .quality import LinkSample
 from .recording.recorder import RoomRecorder
@@ -29,8 +30,9 @@ class Member:
     transport: PeerTransport
     info: dict[str, Any] = field(default_factory=dict)  # name, facility, role: for the recording manifest
     restarts: int = field(default=0)
-    meter: LinkMeter | None = field(default=None)  # samples this member's link every 2 s (``link-quality``)
+    meter: LinkMeter | None = field(default=None)  # samples this member's link every second (``link-quality``)
     downlink: Downlink | None = field(default=None)  # chooses what this member receives (``adaptation``)
+    limits: Limits = field(default_factory=Limits)  # its site's caps and audio-only mode (``limits.py``)
 
 
 class Router:
@@ -59,7 +61,37 @@ class Router:
         async def report(sample: LinkSample) -> None:  # signaling passes it on to the whole room
             await self._notify(member.participant_id, "link-quality", sample.payload())
 
-        return LinkMeter(member.participant_id, lambda: member.transport.pc, report)
+        return LinkMeter(member.participant_id, lambda: member.transport.pc, report,
+                         adaptation=lambda: self.adaptation(member))
+
+    @staticmethod
+    def adaptation(member: Member) -> dict[str, Any]:
+        """What the relay does for ``member`` now: its limits, and per publisher the layer it gets or why not."""
+        state = member.downlink.state if member.downlink is not None else None
+        return {
+            "audioOnly": member.limits.audio_only,
+            "uplinkCapKbps": member.limits.uplink_kbps,
+            "downlinkCapKbps": member.limits.downlink_kbps,
+            "videos": {} if state is None else {
+                pid: {"layer": v["layer"], "paused": v["paused"], "reason": v["reason"]}
+                for pid, v in state.videos.items()},
+        }
+
+    def _apply(self, member: Member) -> None:
+        """Put ``member.limits`` in force: its downlink's budget, its video producer's REMB, its video withheld."""
+        limits = member.limits
+        if member.downlink is not None:
+            member.downlink.cap_bps = limits.downlink_bps()
+            member.downlink.video_off = limits.audio_only
+        video = member.producers["video"]
+        video.withheld = limits.audio_only
+        video.set_remb_cap(limits.video_remb_bps())
+
+    async def limit(self, participant_id: str, limits: Limits) -> None:
+        """Change a member's limits mid-call; the next allocation (within ``downlink.TICK``) applies them."""
+        member = self.member(participant_id)
+        member.limits = limits
+        self._apply(member)
 
     def _downlink(self, member: Member) -> Downlink:
         def changed(state: DownlinkState) -> None:  # this member's own page shows it on the tiles
@@ -77,9 +109,11 @@ class Router:
         async with self._lock:
             if participant_id in self.members:
                 raise MediaError("internal", f"participant {participant_id} already has a media session")
+            info = dict(info or {})
+            limits = Limits.from_dict(info.pop("limits", None))
             producers = {kind: self.producer_class(participant_id, kind) for kind in ("audio", "video")}
             if self.recorder is not None:
-                self.recorder.participant_joined(participant_id, info or {})
+                self.recorder.participant_joined(participant_id, info)
                 for producer in producers.values():
                     producer.sink = self.recorder
             transport = self._transport(participant_id, producers)
@@ -88,10 +122,11 @@ class Router:
                     transport.add_consumer(producer)
                 for producer in producers.values():
                     other.transport.add_consumer(producer)
-            member = self.members[participant_id] = Member(participant_id, producers, transport, info or {})
+            member = self.members[participant_id] = Member(participant_id, producers, transport, info, limits=limits)
             member.meter = self._meter(member)
             member.meter.start()
             member.downlink = self._downlink(member)
+            self._apply(member)
             member.downlink.start()
             await asyncio.gather(*(m.transport.renegotiate() for m in self.members.values()))
 

@@ -13,6 +13,7 @@ from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from . import hooks
 from .errors import MediaError
+from .limits import Limits
 from .linktest import LinkTestPeer, LinkTestPlan
 from .router import Notify, Router
 from .settings import MediaSettings
@@ -29,6 +30,9 @@ class MediaService(Protocol):
     async def stop_recording(self, room_id: str) -> None: ...
     async def leave(self, participant_id: str) -> None: ...
     async def restart(self, participant_id: str) -> None: ...
+    async def limit(self, participant_id: str, limits: dict[str, Any]) -> None:
+        """Put a participant's site limits (``limits.py``, wire form) in force mid-call. At join they ride in
+        ``info["limits"]``, so a participant placed again (new worker, new node) keeps them."""
     async def answer(self, participant_id: str, sdp: str) -> None: ...
     async def offer(self, participant_id: str, sdp: str) -> str: ...
     async def candidate(
@@ -57,7 +61,9 @@ class LocalMediaService:
     ) -> None:
         hooks.check_versions()
         hooks.negotiate_opus_fec_dtx()
+        hooks.negotiate_opus_nack()
         hooks.negotiate_simulcast_extensions()
+        hooks.patient_consent()
         hooks.restrict_host_addresses(host_addresses)
         if udp_ports is not None:
             hooks.restrict_udp_ports(*udp_ports)
@@ -113,6 +119,9 @@ class LocalMediaService:
 
     async def restart(self, participant_id: str) -> None:
         await self._router(participant_id).restart(participant_id)
+
+    async def limit(self, participant_id: str, limits: dict[str, Any]) -> None:
+        await self._router(participant_id).limit(participant_id, Limits.from_dict(limits))
 
     async def answer(self, participant_id: str, sdp: str) -> None:
         await self._router(participant_id).member(participant_id).transport.accept_answer(sdp)

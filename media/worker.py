@@ -26,7 +26,7 @@ from .settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("join", "leave", "restart", "answer", "offer", "candidate", "start_recording", "stop_recording",
+METHODS = ("join", "leave", "restart", "limit", "answer", "offer", "candidate", "start_recording", "stop_recording",
            "link_test_start", "link_test_answer", "link_test_stop")
 LINE_LIMIT = 16 * 1024 * 1024
 

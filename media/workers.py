@@ -188,6 +188,15 @@ class WorkerPool:
             return
         await self._call(worker, "restart", participant_id=participant_id)
 
+    async def limit(self, participant_id: str, limits: dict[str, Any]) -> None:
+        self._info.setdefault(participant_id, {})["limits"] = limits  # a replacement worker re-joins with them
+        placed = self._placement.get(participant_id)
+        if placed is None:
+            raise MediaError("not-joined", "join a room first")
+        worker, generation, _ = placed
+        if generation == worker.generation:  # else its restart joins the new worker with them
+            await self._call(worker, "limit", participant_id=participant_id, limits=limits)
+
     async def answer(self, participant_id: str, sdp: str) -> None:
         await self._call(self._worker_of(participant_id), "answer", participant_id=participant_id, sdp=sdp)
 

@@ -17,10 +17,14 @@ from typing import Any
 import socketio
 from aiohttp import web
 from aiortc import RTCIceServer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cluster.load import CpuMeter
 from cluster.decisions import RedisDecisions
 from cluster.dispatch_link import DispatchLink
+from cluster.point_caps import CapsChannel
 from cluster.presence import RedisPresence
 from cluster.roster import RedisRoster
 from cluster.runtime import ClusterRuntime
@@ -34,7 +38,6 @@ from . import __version__, consults_api, directory_api
 from .accounts import open_accounts
 from .auth import AUTHENTICATOR, TokenAuthenticator, error_response, identity_of, public, require
 from .config import Config, ConfigError
-from .consult_log import ConsultLog
 from .dispatch import Decisions, Dispatcher
 from .directory import Directory, DirectoryError, DirectorySource, account_problems
 from .events import SignalingEvents, account_room
@@ -45,18 +48,18 @@ from .login import THROTTLE, LoginThrottle, add_routes
 from .metrics import AppMetrics, LinkStats, add_media_gauges
 from .metrics import add_route as add_metrics_route
 from .presence import Presence
+from .records import open_records
 from .recordings import api as recordings
 from . import link_history_api, points_api
+from .caps import api as caps_api
+from .caps.service import SiteLimits
 from .link_history import LinkHistory
 from .linktests import api as linktests_api
-from .linktests.history import LinkTestHistory
 from .linktests.service import LinkTests
 from .schedules import api as schedules_api
 from .schedules.scheduler import Scheduler
-from .schedules.store import ScheduleStore
 from .sharing import api as sharing_api
 from .sharing.files import SharedFiles
-from .sharing.record import SharedRecord
 from .sharing.service import Sharing
 from .store import connect
 from .tokens import TokenIssuer, load_secret
@@ -126,6 +129,20 @@ def add_cluster_gauges(metrics: AppMetrics, cluster: ClusterRuntime, links: Link
                       lambda: float(service.nodes_alive))
         metrics.gauge("hoichan_cluster_redis_up", "1 while Redis answers this process, else 0",
                       lambda: float(service.stats()["redis"]))
+
+
+@web.middleware
+async def redis_degraded(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A cluster's records live in Redis: a request that needs them while Redis cannot be reached (or, full under
+    ``noeviction``, refuses writes) gets the same ``service-degraded`` as a new call, within the clients'
+    timeouts, and changes nothing."""
+    try:
+        return await handler(request)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        return error_response(503, "service-degraded", f"service degraded: Redis unreachable ({exc}); try again "
+                              "shortly")
+    except RedisOutOfMemoryError as exc:
+        return error_response(503, "service-degraded", f"service degraded: Redis is full and refuses writes ({exc})")
 
 
 @web.middleware
@@ -226,7 +243,7 @@ def create_app(config: Config) -> web.Application:
     auth = build_authenticator(config, directory.current)
     for problem in account_problems(directory.current, auth.accounts.all()):  # made with the CLI before an edit
         logger.warning("%s", problem)
-    app = web.Application(middlewares=[security_headers], client_max_size=1024**2)
+    app = web.Application(middlewares=[security_headers, redis_degraded], client_max_size=1024**2)
     app[AUTHENTICATOR] = auth
     app[directory_api.DIRECTORY] = directory
     app[THROTTLE] = LoginThrottle()
@@ -279,13 +296,14 @@ def create_app(config: Config) -> web.Application:
     )
     app[EVENTS] = events
     app[MEDIA] = media
+    records = open_records(config, cluster, datetime.datetime.now(datetime.UTC))
     sharing = Sharing(
-        SharedRecord(connect(config.store.path)), SharedFiles(config.store.path / "shared"), events, config.sharing
+        records.shared, SharedFiles(config.sharing.directory or config.store.path / "shared"), events, config.sharing
     )
-    scheduler = Scheduler(ScheduleStore(connect(config.store.path)), auth.accounts, events, config.scheduler)
+    scheduler = Scheduler(records.schedules, auth.accounts, events, config.scheduler)
 
-    link_tests = LinkTests(events, media, LinkTestHistory(connect(config.store.path)), directory, config)
-    link_history = LinkHistory(connect(config.store.path))
+    link_tests = LinkTests(events, media, records.link_tests, directory, config)
+    link_history = LinkHistory(records.link_samples)
     events.link_listeners.append(link_history.add)
     events.room_closed_listeners.append(link_history.room_closed)
     metrics.gauge("hoichan_signaling_rooms", "Rooms with at least one participant on this signaling process",
@@ -312,7 +330,7 @@ def create_app(config: Config) -> web.Application:
     dispatcher = Dispatcher(
         lambda: directory.current,
         presence,
-        ConsultLog(db, datetime.datetime.now(datetime.UTC)),
+        records.consults,
         auth.accounts,
         send,
         config.dispatch,
@@ -327,11 +345,22 @@ def create_app(config: Config) -> web.Application:
 
     events.facility_name = facility_name
 
+    def point_facility(point_id: str) -> str | None:
+        point = directory.current.point(point_id)
+        return point.facility if point is not None else None
+
+    events.point_facility = point_facility
+    site_limits = SiteLimits(events, records.caps,
+                             CapsChannel(cluster.redis, cluster.keys) if cluster is not None else None)
+
     async def start_media(app: web.Application) -> None:
         await events.start()
         await presence.start()
         if link is not None:
             await link.start(dispatcher.serve, dispatcher.hear)
+        await link_history.start()
+        await records.start()
+        await site_limits.start()
         if cluster is not None:
             await cluster.start()
             return
@@ -342,7 +371,6 @@ def create_app(config: Config) -> web.Application:
                            recording_id)
         if isinstance(media, WorkerPool):
             await media.start()
-        await link_history.start()
 
     async def watch_directory(app: web.Application) -> AsyncIterator[None]:
         task = None
@@ -370,6 +398,8 @@ def create_app(config: Config) -> web.Application:
         else:
             await media.close()
         await link_history.close()
+        await site_limits.close()
+        await records.close()
 
     app.on_startup.append(start_media)
     app.cleanup_ctx.append(run_scheduler)
@@ -382,11 +412,12 @@ def create_app(config: Config) -> web.Application:
     add_routes(app)
     directory_api.add_routes(app)
     consults_api.add_routes(app)
-    recordings.add_routes(app, config)
+    recordings.add_routes(app, config, records.audit, records.jobs)
     sharing_api.add_routes(app, sharing)
     link_history_api.add_routes(app, link_history)
     linktests_api.add_routes(app, link_tests)
     points_api.add_routes(app)
+    caps_api.add_routes(app, site_limits)
     schedules_api.add_routes(app, scheduler)
     app.router.add_get("/", landing_page)
     app.router.add_get("/login", login_page)

@@ -402,6 +402,9 @@ class SharingConfig(_Section):
     """Annotation events (pointer moves, pins, strokes) one participant may send per second, on average."""
     annotation_burst: int = Field(default=30, ge=1, le=10_000)
     """How many annotation events one participant may send at once before the rate applies."""
+    directory: AbsolutePath | None = None
+    """Where shared images are kept; None: ``<store.path>/shared``. In a cluster, one shared filesystem mounted at
+    the same path on every signaling process (as ``recording.directory``)."""
 
 
 _SAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "directory.yaml"
@@ -495,10 +498,11 @@ class TurnConfig(_Section):
 class LinkTestConfig(_Section):
     """The technician's link test of a connection point against this media server (docs/linktest.md)."""
 
-    ping_seconds: float = Field(default=4.0, ge=0.5, le=30)
+    ping_seconds: float = Field(default=6.0, ge=0.5, le=30)
     """How long RTT, jitter and loss are sampled (a ping every ping_interval_ms)."""
     ping_interval_ms: float = Field(default=20.0, ge=5, le=200)
-    """Gap between pings: 20 ms is an audio packet's pace, light enough for a 64 kbit/s link."""
+    """Gap between pings: 20 ms is an audio packet's pace. Denser pings fill a slow lossy far link with their SCTP
+    acknowledgements (12.5 ms queued 300 ms at 128 kbit/s, 100 ms and 5 % loss)."""
     step_seconds: float = Field(default=0.5, ge=0.1, le=5)
     """Length of each throughput ramp step."""
     ramp_seconds: float = Field(default=8.0, ge=1, le=60)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .store import transaction
 
-__all__ = ["OUTCOMES", "ConsultLog", "LogFilter", "Party", "stamp"]
+__all__ = ["COLUMNS", "OUTCOMES", "ConsultLog", "ConsultRecords", "LogFilter", "Party", "Row", "stamp"]
 
 Outcome = Literal["open", "answered", "cancelled", "unanswered", "interrupted"]
 OUTCOMES: tuple[str, ...] = ("open", "answered", "cancelled", "unanswered", "interrupted")
@@ -62,6 +62,15 @@ _SCHEMA = (
 )
 
 
+COLUMNS: tuple[str, ...] = (
+    "id", "caller", "caller_name", "caller_facility", "caller_province", "point", "specialty", "urgency", "summary",
+    "target", "requested_at", "outcome", "answered_by", "answerer_name", "answerer_facility", "answered_at",
+    "answer_ms", "closed_at", "room", "joined_at", "ended_at",
+)  # fmt: skip
+"""A consult's row, as both backends give it (``answer_ms`` a float, the others text or None)."""
+Row = Mapping[str, Any]
+
+
 def stamp(at: datetime.datetime) -> str:
     """UTC, millisecond ISO 8601: sorts as text, reads as time."""
     return at.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
@@ -90,6 +99,25 @@ class LogFilter:
     involving_facility: str | None = None
     """A facility that called or answered."""
     limit: int | None = None
+
+
+class ConsultRecords(Protocol):
+    """The consult log as dispatch and the API use it: the embedded ``ConsultLog`` (SQLite), or in a cluster
+    ``cluster.consult_log.RedisConsultLog``, so every signaling process reads and writes one log."""
+
+    def batch(self) -> AbstractContextManager[None]: ...
+    def requested(self, consult_id: str, at: datetime.datetime, caller: Party, province: str, point: str | None,
+                  specialty: str, urgency: str, summary: str, target: str | None) -> None: ...
+    def event(self, consult_id: str, at: datetime.datetime, elapsed_ms: float | None, kind: str,
+              party: Party | None = None, detail: str | None = None) -> None: ...
+    def answered(self, consult_id: str, at: datetime.datetime, answer_ms: float, by: Party, room: str) -> None: ...
+    def closed(self, consult_id: str, at: datetime.datetime, elapsed_ms: float,
+               outcome: Literal["cancelled", "unanswered"]) -> None: ...
+    def mark(self, consult_id: str, column: Literal["joined_at", "ended_at"], at: datetime.datetime) -> bool: ...
+    def parties(self, consult_id: str) -> dict[str, str] | None: ...
+    def get(self, consult_id: str) -> dict[str, Any] | None: ...
+    def rows(self, where: LogFilter) -> list[Row]: ...
+    def ring_counts(self, consult_ids: list[str]) -> dict[str, int]: ...
 
 
 class ConsultLog:
@@ -220,21 +248,14 @@ class ConsultLog:
             return None
         out = public_row(row)
         out["events"] = [
-            {
-                "at": event["at"],
-                "elapsedMs": round(event["elapsed_ms"], 3),
-                "kind": event["kind"],
-                "username": event["username"],
-                "facility": event["facility"],
-                "detail": event["detail"],
-            }
+            public_event(event)
             for event in self._db.execute(
                 "SELECT * FROM consult_events WHERE consult_id = ? ORDER BY seq", (consult_id,)
             )
         ]
         return out
 
-    def rows(self, where: LogFilter) -> list[sqlite3.Row]:
+    def rows(self, where: LogFilter) -> list[Row]:
         """Consults matching ``where``, newest first."""
         clauses, params = _clauses(where)
         sql = "SELECT * FROM consults" + (" WHERE " + " AND ".join(clauses) if clauses else "")
@@ -287,7 +308,19 @@ def _clauses(where: LogFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def public_row(row: sqlite3.Row) -> dict[str, Any]:
+def public_event(event: Row) -> dict[str, Any]:
+    """One step of a consult as the API shows it."""
+    return {
+        "at": event["at"],
+        "elapsedMs": round(event["elapsed_ms"], 3),
+        "kind": event["kind"],
+        "username": event["username"],
+        "facility": event["facility"],
+        "detail": event["detail"],
+    }
+
+
+def public_row(row: Row) -> dict[str, Any]:
     """A consult as the API shows it (camelCase, seconds)."""
     answered = row["answered_by"] is not None
     return {
@@ -312,7 +345,7 @@ def public_row(row: sqlite3.Row) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def iter_csv_rows(log: ConsultLog, where: LogFilter) -> Iterator[list[str]]:
+def iter_csv_rows(log: ConsultRecords, where: LogFilter) -> Iterator[list[str]]:
     """Header and one row per consult, for the CSV export (the case summary is left out: it is patient data)."""
     yield [
         "id", "requested_at", "caller", "caller_name", "caller_facility", "province", "point", "specialty",

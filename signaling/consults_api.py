@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from .accounts import ROLES, describe_error
 from .auth import error_response, identity_of, require
-from .consult_log import OUTCOMES, ConsultLog, LogFilter, iter_csv_rows, public_row
+from .consult_log import OUTCOMES, ConsultRecords, LogFilter, iter_csv_rows, public_row
 from .directory import Directory
 from .directory_api import DIRECTORY
 from .lobby_events import LobbyEvents
@@ -109,7 +109,7 @@ def _filter(request: web.Request, query: Query, *, default_days: int | None) -> 
     )
 
 
-def _log(request: web.Request) -> ConsultLog:
+def _log(request: web.Request) -> ConsultRecords:
     return request.app[LOBBY].dispatcher.log
 
 

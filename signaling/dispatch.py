@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from .accounts import AccountStore
 from .auth import Identity
 from .config import DispatchConfig
-from .consult_log import ConsultLog, Party, stamp
+from .consult_log import ConsultRecords, Party, stamp
 from .directory import Directory
 from .presence import Presence
 
@@ -206,7 +206,7 @@ class Dispatcher:
         self,
         directory: Callable[[], Directory],
         presence: Presence,
-        log: ConsultLog,
+        log: ConsultRecords,
         accounts: AccountStore,
         send: Send,
         config: DispatchConfig,

@@ -109,6 +109,10 @@ class SignalingEvents:
         self.facility_name: Callable[[str], str | None] = lambda facility_id: None
         """A facility id's name in the directory (None: unknown), shown on participants' tiles."""
         self.disconnect_hooks: list[Callable[[str], Awaitable[None]]] = []
+        self.point_facility: Callable[[str], str | None] = lambda point_id: None
+        """The facility of a connection point in the directory (None: no such point)."""
+        self.limits_of: Callable[[Participant], dict[str, Any]] = lambda participant: {}
+        """The limits in force for a participant (``caps/service.py``), handed to media at its join."""
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         # Taking part in a room is open to every role, guests included (they exist only while allowed).
@@ -321,10 +325,20 @@ class SignalingEvents:
             name, facility = message.name, message.facility
         else:  # a signed-in participant is who the account says, whatever the message claims
             name, facility = identity.display_name or identity.user_id or "", identity.facility_id or ""
+        if message.point is not None:
+            if identity.is_guest:
+                raise SignalingError("forbidden", "only signed-in staff join from a connection point")
+            point_facility = self.point_facility(message.point)
+            if point_facility is None:
+                raise SignalingError("invalid-payload", f"point: no connection point {message.point!r}")
+            if point_facility != identity.facility_id:
+                raise SignalingError("forbidden", f"connection point {message.point} is not at your facility")
         for gate in self.gates:
             gate.admit(identity, message.room)
         await self.media.prepare(message.room)  # cluster: no Redis or no media node → service-degraded, at once
         participant = self.registry.new(message.room, name, facility, identity)
+        participant.point = message.point
+        participant.limits = self.limits_of(participant)
         if not identity.is_guest:  # a guest's facility is what they typed
             participant.facility_name = self.facility_name(facility) or ""
         try:
@@ -350,9 +364,9 @@ class SignalingEvents:
                     extra={"room_id": participant.room_id, "participant_id": participant.id})
         return self._welcome(participant, peers)
 
-    @staticmethod
-    def _media_info(participant: Participant) -> dict[str, Any]:
-        return {"name": participant.name, "facility": participant.facility, "role": participant.identity.role}
+    def _media_info(self, participant: Participant) -> dict[str, Any]:
+        return {"name": participant.name, "facility": participant.facility, "role": participant.identity.role,
+                "limits": participant.limits}
 
     async def _start_media(self, participant: Participant) -> None:
         try:

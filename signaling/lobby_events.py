@@ -159,12 +159,21 @@ class LobbyEvents(RoomGate):
             self.dispatcher.admit(identity, room_id)
         except DispatchError as exc:
             raise SignalingError(exc.code, exc.message) from None
+        except RedisError as exc:  # a cluster's consult log: who may enter cannot be checked
+            raise SignalingError("service-degraded", f"service degraded: Redis unreachable ({exc}); try again "
+                                 "shortly") from None
 
     def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
-        self.dispatcher.joined(room_id, identity, members)
+        try:
+            self.dispatcher.joined(room_id, identity, members)
+        except RedisError as exc:  # the join stands; only its line in a cluster's consult log is missing
+            logger.warning("consult room %s: join of %s not logged (%s)", room_id, identity.user_id, exc)
 
     def left(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
-        self.dispatcher.left(room_id, identity, members)
+        try:
+            self.dispatcher.left(room_id, identity, members)
+        except RedisError as exc:  # the leave goes ahead; only its line in a cluster's consult log is missing
+            logger.warning("consult room %s: leave of %s not logged (%s)", room_id, identity.user_id, exc)
 
 
 async def _dispatching(call: Any) -> Any:

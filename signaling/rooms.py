@@ -26,6 +26,12 @@ class Participant:
     pending_offer: dict[str, Any] | None = field(default=None, repr=False)
     facility_name: str = ""
     """The facility as people know it (the directory's name); ``facility`` stays the id the server checks."""
+    point: str | None = None
+    """The connection point it joined from, whose caps apply to it (``caps/``)."""
+    audio_only: bool = False
+    """Its own audio-only switch (its point's caps may make it audio-only too: see ``limits``)."""
+    limits: dict[str, Any] = field(default_factory=dict)
+    """The limits in force for it (``media/limits.py`` wire form), shown on its tile to everyone."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -36,6 +42,9 @@ class Participant:
             "role": self.identity.role,
             "audioMuted": self.audio_muted,
             "videoOff": self.video_off,
+            "point": self.point,
+            "audioOnlySelf": self.audio_only,
+            "limits": self.limits,
         }
 
 

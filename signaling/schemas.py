@@ -10,6 +10,7 @@ MAX_SDP_CHARS = 60_000  # a 9-party offer is ≈ 25 kB; anything much larger is 
 
 RoomId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+PointId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FacilityName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)]
 
 
@@ -24,6 +25,8 @@ class Join(Message):
     facility: FacilityName = ""
     resume: Annotated[str, StringConstraints(max_length=128)] | None = None
     record: bool | None = None  # the room's first participant chooses, when the recording policy is "ask"
+    point: PointId | None = None
+    """The connection point the page is at (signed-in staff of its facility): its caps apply (``caps/``)."""
 
 
 class Sdp(Message):
@@ -44,6 +47,12 @@ class MediaState(Message):
 
 class Empty(Message):
     pass
+
+
+class AudioOnly(Message):
+    """A participant switches its own site to audio-only (or back)."""
+
+    on: bool
 
 
 # -- sharing in a room -----------------------------------------------------------------------------------------

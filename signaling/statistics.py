@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import datetime
 import math
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from .consult_log import Row
 from .directory import Directory
 
 __all__ = ["GROUPS", "Grouping", "day_bounds", "figures", "percentile", "statistics"]
@@ -32,7 +32,7 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def figures(rows: Sequence[sqlite3.Row]) -> dict[str, Any]:
+def figures(rows: Sequence[Row]) -> dict[str, Any]:
     outcomes = [row["outcome"] for row in rows]
     times = sorted(row["answer_ms"] / 1000 for row in rows if row["outcome"] == "answered")
     closed = len(rows) - outcomes.count("open")
@@ -58,16 +58,16 @@ def day_bounds(
 
 
 def statistics(
-    rows: Sequence[sqlite3.Row], by: Grouping, directory: Directory, zone: ZoneInfo
+    rows: Sequence[Row], by: Grouping, directory: Directory, zone: ZoneInfo
 ) -> dict[str, Any]:
     """Figures for all ``rows`` and for each group, groups in key order."""
-    key_of: dict[str, Callable[[sqlite3.Row], str]] = {
+    key_of: dict[str, Callable[[Row], str]] = {
         "facility": lambda row: row["caller_facility"],
         "province": lambda row: row["caller_province"],
         "specialty": lambda row: row["specialty"],
         "day": lambda row: datetime.datetime.fromisoformat(row["requested_at"]).astimezone(zone).date().isoformat(),
     }
-    groups: dict[str, list[sqlite3.Row]] = {}
+    groups: dict[str, list[Row]] = {}
     for row in rows:
         groups.setdefault(key_of[by](row), []).append(row)
     return {

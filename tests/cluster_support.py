@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import pytest
 import redis
 import socketio
 from support import Server, free_port, wait_for
+
+from cluster.connect import connect_records
+from cluster.keys import Keys
 
 SHARED_REDIS = ("127.0.0.1", 6379)
 
@@ -35,18 +39,23 @@ needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None,
 
 
 class PrivateRedis:
-    """A redis-server of the test's own, without persistence, that the test may stop and start again."""
+    """A redis-server of the test's own that the test may stop and start again: without persistence, or with the
+    append-only file docs/cluster.md asks deployments for (``aof``)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, aof: bool = False, options: tuple[str, ...] = ()) -> None:
+        """``options``: more redis-server arguments (``--maxmemory``...)."""
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.tmp = tmp
+        self.aof = aof
+        self.options = options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.aof else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--dir", str(self.tmp), *self.options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not reachable("127.0.0.1", self.port):
             if time.monotonic() > deadline:
@@ -191,3 +200,28 @@ class Balancer:
             self._server.close()
         for task in list(self._pipes):
             task.cancel()
+
+
+class Scratch:
+    """Keys under a prefix of one test's own on the shared Redis, and the blocking client the durable records use;
+    ``clean`` deletes every key under the prefix."""
+
+    def __init__(self) -> None:
+        self.keys = Keys(f"hoichan-test-{uuid.uuid4().hex[:8]}:")
+        self.url = f"redis://{SHARED_REDIS[0]}:{SHARED_REDIS[1]}/0"
+        self.redis = connect_records(self.url)
+
+    def clean(self) -> None:
+        found = list(self.redis.scan_iter(match=self.keys.prefix + "*", count=1000))
+        if found:
+            self.redis.delete(*found)
+        self.redis.close()
+
+
+@pytest.fixture
+def scratch() -> Iterator[Scratch]:
+    made = Scratch()
+    try:
+        yield made
+    finally:
+        made.clean()

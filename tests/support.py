@@ -203,16 +203,18 @@ class Server:
 
 
 class PatternVideoTrack(MediaStreamTrack):
-    """640×480 frames at 30 fps whose content changes every frame (so the encoder sends real data).
+    """640×480 frames at 30 fps (by default) whose content changes every frame (so the encoder sends real data).
 
     Timestamps follow the wall clock, like a camera's: ``pause()`` leaves a real gap in the stream's timeline.
     """
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 480) -> None:
+    def __init__(self, width: int = 640, height: int = 480, noise: bool = False, fps: int = 30) -> None:
+        """``noise``: add grain to every frame, as a cheap webcam does, so an encoder spends all of its bitrate."""
         super().__init__()
-        self.width, self.height = width, height
+        self.width, self.height, self.fps = width, height, fps
+        self.noise = np.random.default_rng(1) if noise else None
         self._n = 0
         self._start: float | None = None
         self._paused_until = 0.0
@@ -224,15 +226,17 @@ class PatternVideoTrack(MediaStreamTrack):
     async def recv(self) -> VideoFrame:
         if self._start is None:
             self._start = time.monotonic()
-        next_at = self._start + self._n / 30
+        next_at = self._start + self._n / self.fps
         await asyncio.sleep(max(0.0, max(next_at, self._paused_until) - time.monotonic()))
         if self._paused_until > next_at:
-            self._n = int((time.monotonic() - self._start) * 30)
+            self._n = int((time.monotonic() - self._start) * self.fps)
         pts, time_base = int((time.monotonic() - self._start) * 90000), fractions.Fraction(1, 90000)
         self._n += 1
         image = np.zeros((self.height, self.width, 3), dtype=np.uint8)
         image[:, :, 0] = (np.arange(self.width, dtype=np.uint16)[None, :] + self._n * 4) % 256
         image[:, :, 1] = (np.arange(self.height, dtype=np.uint16)[:, None] * 2) % 256
+        if self.noise is not None:
+            image += self.noise.integers(0, 48, image.shape, dtype=np.uint8)
         frame = VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts, frame.time_base = pts, time_base
         return frame

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LinkTestHistory"]
+__all__ = ["BRIEF_FIELDS", "LinkTestHistory", "LinkTestRecords", "brief"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS link_tests (
@@ -27,6 +27,30 @@ CREATE TABLE IF NOT EXISTS link_tests (
 );
 CREATE INDEX IF NOT EXISTS link_tests_by_point ON link_tests (point_id, started_at);
 """
+
+
+class LinkTestRecords(Protocol):
+    """Link-test history as the service and the API use it: the embedded ``LinkTestHistory`` (SQLite), or in a
+    cluster ``cluster.link_tests.RedisLinkTestHistory``, so a result stored by one process is read by every one."""
+
+    def add(self, result: dict[str, Any]) -> None: ...
+    def of_point(self, point_id: str, limit: int = 50, before: float | None = None) -> list[dict[str, Any]]: ...
+    def recent(self, point_id: str, limit: int) -> list[dict[str, Any]]: ...
+    def get(self, test_id: str) -> dict[str, Any] | None: ...
+    def last_start(self, point_id: str) -> float | None: ...
+
+
+BRIEF_FIELDS = ("id", "startedAt", "status", "tier", "carries", "rttMs", "jitterMs", "loss", "downKbps", "upKbps")
+"""What ``recent`` gives of each result."""
+
+
+def brief(result: dict[str, Any]) -> dict[str, Any]:
+    """A whole result reduced to what ``recent`` lists (the embedded store picks the same fields in SQL)."""
+    verdict = result["verdict"]
+    return {"id": result["id"], "startedAt": result["startedAt"], "status": result["status"],
+            "tier": verdict["tier"], "carries": verdict.get("carries"), "rttMs": result.get("rttMs"),
+            "jitterMs": result.get("jitterMs"), "loss": result.get("loss"), "downKbps": result.get("downKbps"),
+            "upKbps": result.get("upKbps")}  # fmt: skip
 
 
 class LinkTestHistory:

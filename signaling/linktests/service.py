@@ -29,7 +29,7 @@ from ..config import Config
 from ..directory import ConnectionPoint, DirectorySource
 from ..events import SignalingError, SignalingEvents
 from ..turn import ice_servers_by_path
-from .history import LinkTestHistory
+from .history import LinkTestRecords
 from .verdict import PATH_NAMES, VerdictContext, verdict
 
 __all__ = ["LINKTEST_ROLES", "LinkTests", "may_test"]
@@ -58,7 +58,7 @@ class _Running:
 
 
 class LinkTests:
-    def __init__(self, events: SignalingEvents, media: MediaService, history: LinkTestHistory,
+    def __init__(self, events: SignalingEvents, media: MediaService, history: LinkTestRecords,
                  directory: DirectorySource, config: Config) -> None:
         self.events = events
         self.media = media

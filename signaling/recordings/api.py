@@ -30,9 +30,10 @@ from zipstream import ZipStream
 
 from ..auth import AUTHENTICATOR, AuthError, error_response, identity_of, public, require
 from ..config import Config
-from .audit import AuditLog
+from .audit import AuditLog, AuditStore
 from .catalogue import Catalogue, Filter
 from .combine import Combiner, CombineRefused
+from .jobs import JobClaims, deletion
 from .files import COMBINED, MANIFEST, NotFound, RecordingFiles
 from .retention import KEPT_BECAUSE, Retention, why_kept
 from .state import AdminStates
@@ -41,7 +42,6 @@ __all__ = ["RECORDINGS", "Recordings", "add_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PAGE = Path(__file__).resolve().parents[2] / "web" / "admin" / "recordings.html"
-AUDIT_FILE = "audit.log"
 _CHUNK = 1 << 20
 _MAX_AUDIT_ROWS = 10_000
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -59,14 +59,14 @@ class Recordings:
     retention: Retention
 
     @classmethod
-    def from_config(cls, config: Config) -> Recordings:
+    def from_config(cls, config: Config, audit_store: AuditStore, claims: JobClaims) -> Recordings:
         files = RecordingFiles(config.recording.directory)
         catalogue = Catalogue(files)
         states = AdminStates(files)
-        audit = AuditLog(config.store.path / AUDIT_FILE)
+        audit = AuditLog(audit_store)
         return cls(
-            files, catalogue, states, audit, Combiner(catalogue, states),
-            Retention(catalogue, states, audit, config.recording.retention_days),
+            files, catalogue, states, audit, Combiner(catalogue, states, claims=claims),
+            Retention(catalogue, states, audit, config.recording.retention_days, claims),
         )  # fmt: skip
 
 
@@ -376,11 +376,15 @@ async def delete_recording(request: web.Request) -> web.Response:
     manifest = recordings.catalogue.get(recording_id)
     if (await _body(request, _Confirm)).confirm != recording_id:
         raise _Refused(400, "confirm-mismatch", 'the body must be {"confirm": "<the recording id>"}')
-    async with recordings.states.lock:
-        reason = why_kept(manifest, recordings.states.get(recording_id))
-        if reason is not None:
-            raise _Refused(409, "kept", KEPT_BECAUSE[reason])
-        await asyncio.to_thread(recordings.files.remove, recording_id)
+    with deletion(recordings.retention.claims, recording_id) as claim:  # not while another process deletes or combines
+        if claim.refused is not None:
+            raise _Refused(409, "kept", KEPT_BECAUSE[claim.refused])
+        async with recordings.states.lock:
+            reason = why_kept(manifest, recordings.states.get(recording_id))
+            if reason is not None:
+                raise _Refused(409, "kept", KEPT_BECAUSE[reason])
+            await asyncio.to_thread(recordings.files.remove, recording_id)
+        claim.done = True
     return _json({"deleted": recording_id})
 
 
@@ -439,9 +443,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await recordings.combiner.close()
 
 
-def add_routes(app: web.Application, config: Config) -> None:
-    """The recordings API, the admin page and the background jobs (retention sweep, combine worker)."""
-    app[RECORDINGS] = Recordings.from_config(config)
+def add_routes(app: web.Application, config: Config, audit: AuditStore, claims: JobClaims) -> None:
+    """The recordings API, the admin page and the background jobs (retention sweep, combine worker); ``audit``:
+    where its audit entries go, ``claims``: where its once-only jobs are decided (``signaling.records``)."""
+    app[RECORDINGS] = Recordings.from_config(config, audit, claims)
     app.cleanup_ctx.append(_background)
     base = "/api/recordings/{id}"
     router = app.router

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .catalogue import Catalogue, Manifest, Track
 from .files import COMBINED, NotFound
+from .jobs import COMBINE, JobClaims, LocalClaims
 from .state import AdminState, AdminStates, CombineJob
 
 __all__ = ["CombineRefused", "Combiner", "Layout", "ffmpeg_arguments"]
@@ -114,18 +115,28 @@ def _now() -> datetime.datetime:
 class Combiner:
     """A queue of combine jobs and the one worker that runs them, in submission order."""
 
-    def __init__(self, catalogue: Catalogue, states: AdminStates, ffmpeg: str = "ffmpeg") -> None:
+    def __init__(
+        self, catalogue: Catalogue, states: AdminStates, ffmpeg: str = "ffmpeg", claims: JobClaims | None = None
+    ) -> None:
         self.catalogue = catalogue
         self.states = states
+        self.claims = claims or LocalClaims()
         self.ffmpeg = ffmpeg
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Jobs a previous process left queued or running are marked failed (the admin can start them again)."""
-        for recording_id in self.catalogue.files.ids():
-            if self.states.get(recording_id).combine.busy:
-                await self._finish(recording_id, "failed", error="interrupted: the server stopped")
+        """Jobs a stopped process left queued or running are marked failed (the admin can start them again); in a
+        cluster, not those that a live process holds."""
+        try:
+            for recording_id in self.catalogue.files.ids():
+                if self.states.get(recording_id).combine.busy and self.claims.claim(COMBINE, recording_id):
+                    try:
+                        await self._finish(recording_id, "failed", error="interrupted: the server stopped")
+                    finally:
+                        self.claims.release(COMBINE, recording_id)
+        except Exception as exc:  # noqa: BLE001 - Redis away at start: the jobs stay as they are, the server starts
+            logger.warning("combine jobs left by stopped processes not cleared (%s)", exc)
         self._worker = asyncio.create_task(self._work(), name="recording-combiner")
 
     async def close(self) -> None:
@@ -141,12 +152,19 @@ class Combiner:
         if manifest.duration is None or not manifest.tracks:
             raise CombineRefused("the recording has no tracks to combine")
 
+        if not self.claims.claim(COMBINE, recording_id):
+            raise CombineRefused("a combined file is already being made, or the recording is being deleted")
+
         def queue(state: AdminState) -> AdminState:
-            if state.combine.busy:
+            if state.combine.busy:  # left so by a stopped process: cleared at the next start
                 raise CombineRefused("a combined file is already being made")
             return state.model_copy(update={"combine": CombineJob(state="queued", requested_by=actor)})
 
-        state = await self.states.update(recording_id, queue)
+        try:
+            state = await self.states.update(recording_id, queue)
+        except BaseException:
+            self.claims.release(COMBINE, recording_id)
+            raise
         self._queue.put_nowait(recording_id)
         return state
 
@@ -163,6 +181,14 @@ class Combiner:
                 logger.exception("combining recording %s failed", recording_id)
                 with contextlib.suppress(NotFound):
                     await self._finish(recording_id, "failed", error=str(exc) or type(exc).__name__)
+            finally:
+                self._release(recording_id)
+
+    def _release(self, recording_id: str) -> None:
+        try:
+            self.claims.release(COMBINE, recording_id)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the claim lapses when this process is gone
+            logger.warning("combine job of recording %s not released (%s)", recording_id, exc)
 
     async def _combine(self, recording_id: str) -> None:
         manifest = self.catalogue.get(recording_id)

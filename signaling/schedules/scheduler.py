@@ -1,6 +1,6 @@
 """The scheduler: opens each session at its time, once, tells its parties, and keeps its room to them.
 
-"Opening" a session records the occurrence (``ScheduleStore.claim``) under a room id of its own and sends
+"Opening" a session records the occurrence (``ScheduleRecords.claim``) under a room id of its own and sends
 ``scheduled-session`` with the room's link to every connected page of every party (``to_account``). Parties are the
 listed accounts plus every account of a listed facility. A session that fell due while the server was down opens
 late, as long as it has not ended (start + duration); after that it is skipped, never opened hours late.
@@ -17,11 +17,13 @@ import logging
 import re
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from ..accounts import AccountStore
 from ..auth import Identity
 from ..config import SchedulerConfig
 from ..events import RoomGate, SignalingError, SignalingEvents
-from .store import Schedule, ScheduleStore
+from .store import Schedule, ScheduleRecords
 
 __all__ = ["Scheduler"]
 
@@ -33,7 +35,7 @@ _ROOM = re.compile(r"^lich-([0-9a-f]{10})-\d{12}$")
 
 class Scheduler(RoomGate):
     def __init__(
-        self, store: ScheduleStore, accounts: AccountStore, events: SignalingEvents, config: SchedulerConfig
+        self, store: ScheduleRecords, accounts: AccountStore, events: SignalingEvents, config: SchedulerConfig
     ) -> None:
         self.store = store
         self.accounts = accounts
@@ -46,6 +48,8 @@ class Scheduler(RoomGate):
         while True:
             try:
                 await self.tick(datetime.datetime.now(UTC))
+            except RedisError as exc:  # a cluster's schedules out of reach: sessions due open at a later tick
+                logger.warning("scheduler tick skipped: Redis unreachable (%s)", exc)
             except Exception:
                 logger.exception("scheduler tick failed")
             await asyncio.sleep(self.config.tick_seconds)
@@ -83,7 +87,11 @@ class Scheduler(RoomGate):
 
     def admit(self, identity: Identity, room_id: str) -> None:
         match = _ROOM.match(room_id)
-        schedule = self.store.get(match.group(1)) if match else None
+        try:
+            schedule = self.store.get(match.group(1)) if match else None
+        except RedisError as exc:  # a cluster's schedules: who may enter cannot be checked
+            raise SignalingError("service-degraded", f"service degraded: Redis unreachable ({exc}); try again "
+                                 "shortly") from None
         if schedule is None or identity.role == "admin" or self.is_party(schedule, identity):
             return
         if identity.is_guest:

@@ -4,6 +4,9 @@ An occurrence row is written when the scheduler opens a session, under a primary
 insert that succeeds is the one that notifies, so a session opens once only, across restarts and even with two
 processes on one store. A deleted schedule is kept (marked deleted): the rooms it opened stay closed to outsiders
 and their records keep their meaning.
+
+``ScheduleRecords`` is what the scheduler and the routes use; a cluster keeps schedules and opened occurrences in
+Redis instead (``cluster/schedules.py``), chosen in ``signaling/records.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from .rules import OneOff, Rule, Weekly
 
-__all__ = ["Schedule", "ScheduleStore"]
+__all__ = ["Schedule", "ScheduleRecords", "ScheduleStore", "from_row", "new_schedule", "to_row"]
 
 UTC = datetime.UTC
 _SCHEMA = """
@@ -99,34 +103,67 @@ class Schedule:
         }
 
 
+class ScheduleRecords(Protocol):
+    def add(self, **fields: Any) -> Schedule:
+        """A new schedule from ``Schedule``'s fields (all but ``id``, ``created_at``, ``deleted``)."""
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        """Deleted ones included."""
+
+    def active(self) -> list[Schedule]:
+        """Schedules not deleted, oldest first."""
+
+    def delete(self, schedule_id: str) -> bool:
+        """Mark deleted; False if there is no such schedule (or it was deleted already)."""
+
+    def claim(self, schedule: Schedule, starts_at: datetime.datetime) -> bool:
+        """Record that this occurrence opens now; False if it was opened before (here or by another process)."""
+
+    def opened(self, schedule_id: str) -> list[dict[str, Any]]:
+        """The occurrences opened, oldest first: ``{"startsAt", "room", "openedAt"}``."""
+
+
+_COLUMNS = ("id", "title", "kind", "weekday", "local_time", "at", "timezone", "duration_minutes", "specialty",
+            "accounts", "facilities", "created_by", "created_at")  # fmt: skip
+
+
+def new_schedule(**fields: Any) -> Schedule:
+    return Schedule(id=uuid.uuid4().hex[:10], created_at=time.time(), **fields)
+
+
+def to_row(schedule: Schedule) -> dict[str, Any]:
+    """The stored form (``_COLUMNS``): both stores keep the same values."""
+    return {
+        "id": schedule.id, "title": schedule.title, "kind": schedule.kind, "weekday": schedule.weekday,
+        "local_time": None if schedule.local_time is None else schedule.local_time.strftime("%H:%M"),
+        "at": None if schedule.at is None else schedule.at.astimezone(UTC).isoformat(),
+        "timezone": schedule.timezone, "duration_minutes": schedule.duration_minutes,
+        "specialty": schedule.specialty, "accounts": json.dumps(schedule.accounts),
+        "facilities": json.dumps(schedule.facilities), "created_by": schedule.created_by,
+        "created_at": schedule.created_at,
+    }  # fmt: skip
+
+
 class ScheduleStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         db.executescript(_SCHEMA)
 
     def add(self, **fields: Any) -> Schedule:
-        """A new schedule from ``Schedule``'s fields (all but ``id``, ``created_at``, ``deleted``)."""
-        schedule = Schedule(id=uuid.uuid4().hex[:10], created_at=time.time(), **fields)
+        schedule = new_schedule(**fields)
+        row = to_row(schedule)
         self._db.execute(
-            "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (
-                schedule.id, schedule.title, schedule.kind, schedule.weekday,
-                None if schedule.local_time is None else schedule.local_time.strftime("%H:%M"),
-                None if schedule.at is None else schedule.at.astimezone(UTC).isoformat(),
-                schedule.timezone, schedule.duration_minutes, schedule.specialty, json.dumps(schedule.accounts),
-                json.dumps(schedule.facilities), schedule.created_by, schedule.created_at,
-            ),
-        )  # fmt: skip
+            "INSERT INTO schedules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)", [row[c] for c in _COLUMNS]
+        )
         return schedule
 
     def get(self, schedule_id: str) -> Schedule | None:
-        """Deleted ones included."""
         row = self._db.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
-        return None if row is None else _schedule(row)
+        return None if row is None else from_row(row)
 
     def active(self) -> list[Schedule]:
         rows = self._db.execute("SELECT * FROM schedules WHERE deleted_at IS NULL ORDER BY created_at").fetchall()
-        return [_schedule(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     def delete(self, schedule_id: str) -> bool:
         cursor = self._db.execute(
@@ -135,7 +172,6 @@ class ScheduleStore:
         return cursor.rowcount == 1
 
     def claim(self, schedule: Schedule, starts_at: datetime.datetime) -> bool:
-        """Record that this occurrence opens now; False if it was opened before (here or by another process)."""
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO schedule_occurrences VALUES (?, ?, ?, ?)",
             (schedule.id, starts_at.astimezone(UTC).isoformat(), schedule.room_for(starts_at), time.time()),
@@ -149,7 +185,8 @@ class ScheduleStore:
         return [{"startsAt": row["starts_at"], "room": row["room_id"], "openedAt": row["opened_at"]} for row in rows]
 
 
-def _schedule(row: sqlite3.Row) -> Schedule:
+def from_row(row: Mapping[str, Any] | sqlite3.Row) -> Schedule:
+    """A schedule from its stored form (``to_row``, with ``deleted_at``)."""
     return Schedule(
         id=row["id"],
         title=row["title"],

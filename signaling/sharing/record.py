@@ -3,6 +3,8 @@
 Rows live in the embedded SQLite store (``store.py``), keyed by room id and time, so the consult log (keyed by room
 id) lists them after the room is gone, and a restart loses nothing. Image bytes are files (``files.py``); a row holds
 their metadata. ``attendance`` remembers which accounts joined a room: they, and admins, may look at its record.
+In a cluster the rows are in Redis instead (``cluster.shared_record.RedisSharedRecord``), so a room's record is
+the same on every signaling process.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-__all__ = ["Author", "Kind", "SharedItem", "SharedRecord"]
+__all__ = ["Author", "Kind", "SharedItem", "SharedItems", "SharedRecord", "new_id"]
 
 Kind = Literal["image", "vitals", "annotation"]
 
@@ -77,15 +79,31 @@ class SharedItem:
         }
 
 
+def new_id() -> str:
+    """Server-chosen ids (also the image file names): 32 hex digits, nothing a client can steer."""
+    return uuid.uuid4().hex
+
+
+class SharedItems(Protocol):
+    """A room's shared items and attendance, as sharing uses them: the embedded ``SharedRecord`` or, in a cluster,
+    ``cluster.shared_record.RedisSharedRecord``."""
+
+    def new_id(self) -> str: ...
+    def add(self, room_id: str, kind: Kind, author: Author, data: dict[str, Any],
+            item_id: str | None = None) -> SharedItem: ...
+    def get(self, room_id: str, item_id: str) -> SharedItem | None: ...
+    def list(self, room_id: str) -> list[SharedItem]: ...
+    def attended(self, room_id: str, username: str) -> None: ...
+    def has_attended(self, room_id: str, username: str) -> bool: ...
+
+
 class SharedRecord:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         db.executescript(_SCHEMA)
 
-    @staticmethod
-    def new_id() -> str:
-        """Server-chosen ids (also the image file names): 32 hex digits, nothing a client can steer."""
-        return uuid.uuid4().hex
+    def new_id(self) -> str:
+        return new_id()
 
     def add(self, room_id: str, kind: Kind, author: Author, data: dict[str, Any], item_id: str | None = None) -> SharedItem:
         item = SharedItem(item_id or self.new_id(), room_id, time.time(), kind, author, data)

@@ -20,7 +20,7 @@ from ..events import RoomGate, SignalingError, SignalingEvents
 from ..rooms import Participant
 from .files import SharedFiles
 from .images import clean_image
-from .record import Author, SharedItem, SharedRecord
+from .record import Author, SharedItem, SharedItems
 
 __all__ = ["SHARING_ROLES", "Sharing"]
 
@@ -52,7 +52,7 @@ class TokenBucket:
 class _Attendance(RoomGate):
     """Remembers which accounts joined a room: they (and admins) may look at its record afterwards."""
 
-    def __init__(self, record: SharedRecord) -> None:
+    def __init__(self, record: SharedItems) -> None:
         self._record = record
 
     def joined(self, room_id: str, identity: Identity, members: list[Identity]) -> None:
@@ -61,7 +61,7 @@ class _Attendance(RoomGate):
 
 
 class Sharing:
-    def __init__(self, record: SharedRecord, files: SharedFiles, events: SignalingEvents, config: SharingConfig) -> None:
+    def __init__(self, record: SharedItems, files: SharedFiles, events: SignalingEvents, config: SharingConfig) -> None:
         self.record = record
         self.files = files
         self.events = events

@@ -83,6 +83,10 @@ async def test_one_room_from_two_signaling_processes_and_a_node_killed(cluster: 
             assert signaling["hoichan_signaling_participants"] == 1 and signaling["hoichan_signaling_rooms"] == 1
             assert signaling["hoichan_cluster_media_nodes_alive"] == 2 and signaling["hoichan_cluster_redis_up"] == 1
 
+        # the node has written some of each of the four tracks (a loaded machine may start them late)
+        recorded = cluster.tmp / "recordings" / a.recording["recordingId"]
+        await wait_for(lambda: len([f for f in recorded.iterdir()
+                                    if ("-audio-" in f.name or "-video-" in f.name) and f.stat().st_size]) == 4, 10)
         before, offers = (frames(a, b), frames(b, a)), (a.offers, b.offers)
         killed = time.monotonic()
         cluster.nodes[home].kill()
@@ -245,3 +249,42 @@ async def test_the_media_of_a_dead_signaling_process_is_ended(tmp_path: Path) ->
         for participant in people:  # those of the stopped processes are still trying to reconnect
             await participant.sio.shutdown()
         cluster.stop()
+
+
+async def test_site_limits_reach_the_media_node(cluster: Cluster) -> None:
+    """A point's cap, set through another signaling process, and an audio-only switch reach the room's node."""
+    signaling = cluster.signaling[0]
+    a = Participant(signaling.url, "limits", "A", tracks=[PatternVideoTrack(), ToneAudioTrack()],
+                    token=await signaling.login("doctor"), point="ttyt-muong-te-cc")
+    b = Participant(cluster.signaling[1].url, "limits", "B", tracks=[PatternVideoTrack(), ToneAudioTrack()])
+    quality: list[dict[str, object]] = []
+    b.sio.on("link-quality", quality.append)
+    other = cluster.signaling[1]
+    technician = await other.login("technician")
+    try:
+        await a.join()
+        await b.join()
+        await flowing(a, b)
+        # set through the other signaling process: kept in Redis, announced to A's process, applied to A
+        status, _ = await other.request("PUT", "/api/points/ttyt-muong-te-cc/caps", token=technician,
+                                        json={"downlinkKbps": 200})
+        assert status == 200
+        await wait_for(lambda: a.limits.get("downlinkKbps") == 200, timeout=5)
+        status, caps = await signaling.get("/api/points/ttyt-muong-te-cc/caps", user="technician")
+        assert status == 200 and caps["caps"]["downlinkKbps"] == 200
+        await a.set_audio_only(True)
+        changed = time.time()
+
+        def adapted() -> bool:
+            mine = [q for q in quality if q["participantId"] == a.id and float(q["at"]) > changed]  # type: ignore[arg-type]
+            return bool(mine) and mine[-1]["adaptation"] == {  # as the node's relay applies it
+                "audioOnly": True, "uplinkCapKbps": None, "downlinkCapKbps": 200,
+                "videos": {b.id: {"layer": None, "paused": True, "reason": "audio-only"}}}
+
+        await wait_for(adapted, timeout=15)
+        before = frames(b, a)
+        await asyncio.sleep(3)
+        assert frames(b, a) - before <= 2  # A's video no longer reaches B
+    finally:
+        await other.request("DELETE", "/api/points/ttyt-muong-te-cc/caps", token=technician)
+        await asyncio.gather(a.leave(), b.leave(), return_exceptions=True)

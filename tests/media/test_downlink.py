@@ -6,12 +6,18 @@ import pytest
 
 from media.downlink import (
     CEILING_HOLD,
+    DECREASE_HOLD,
     HEADROOM,
     PROBE_WAIT,
+    PROBE_WAIT_MAX,
     TRIAL,
     UP_MARGIN,
+    QUEUE_REPORTS,
+    SILENCE,
     AudioNeed,
+    Downlink,
     Estimate,
+    Reports,
     VideoNeed,
     allocate_audio,
     allocate_video,
@@ -86,10 +92,90 @@ def test_a_failed_trial_falls_back_and_keeps_below_its_ceiling() -> None:
     estimate.slow_start = False
     assert estimate.try_step(now=10, spent=250_000, step=100_000)
     assert estimate.bps == pytest.approx(350_000 * 1.01 / HEADROOM)
-    estimate.feedback(now=11, sent=340_000, loss=0.06, queuing=False)  # > 5 % ends a trial
+    estimate.feedback(now=11, sent=340_000, loss=0.03, queuing=False)  # > 2 % ends a trial
     assert not estimate.probing and estimate.bps == pytest.approx(300_000)
     assert estimate.next_probe == 11 + 2 * PROBE_WAIT
     assert not estimate.try_step(now=20, spent=250_000, step=100_000)  # 353.5 k ≥ the 340 k that congested
     assert estimate.try_step(now=20, spent=250_000, step=50_000)  # below the ceiling: allowed
     estimate.feedback(now=21, sent=290_000, loss=None, queuing=True)
     assert estimate.try_step(now=21 + CEILING_HOLD + 60, spent=250_000, step=100_000)  # the ceiling expires
+
+
+def test_one_high_round_trip_ends_a_trial_where_a_steady_link_needs_several() -> None:
+    """A trial overfills the bottleneck's queue, which drops audio too: its first sign ends it."""
+    downlink = Downlink(lambda: [], 600)
+    assert not downlink._queuing(0, 0.05, QUEUE_REPORTS)  # the lowest round trip seen
+    high = [downlink._queuing(t, 0.3, QUEUE_REPORTS) for t in range(1, QUEUE_REPORTS + 1)]
+    assert high == [False] * (QUEUE_REPORTS - 1) + [True]
+    assert downlink._queuing(10, 0.3, 1)
+    assert not downlink._queuing(11, 0.1, 1)  # within 25 % + 100 ms of the lowest
+
+
+def test_the_report_after_an_outage_is_not_congestion() -> None:
+    reports = Reports()
+    assert reports.ends_silence(100.0)  # the very first
+    assert not reports.ends_silence(101.0)
+    assert not reports.ends_silence(101.0 + SILENCE)  # every second or so: the link is up
+    assert reports.ends_silence(108.0)  # five seconds without one: it covers a cut link
+    assert not reports.ends_silence(109.0)
+
+
+def test_one_congested_moment_lowers_the_estimate_once() -> None:
+    estimate = Estimate(600_000)
+    estimate.feedback(now=10, sent=500_000, loss=0.2, queuing=False, rtt=0.8)
+    assert estimate.bps == pytest.approx(450_000) and estimate.next_probe == 10 + 2 * PROBE_WAIT
+    # the next reports of a long link still describe the same moment: no second halving, no longer probe wait
+    estimate.feedback(now=10.5, sent=300_000, loss=0.3, queuing=True, rtt=0.8)
+    estimate.feedback(now=11.0, sent=200_000, loss=0.3, queuing=False, rtt=0.8)
+    assert estimate.bps == pytest.approx(450_000) and estimate.next_probe == 10 + 2 * PROBE_WAIT
+    estimate.feedback(now=10 + DECREASE_HOLD + 0.8, sent=200_000, loss=0.3, queuing=False, rtt=0.8)  # a new one
+    assert estimate.bps == pytest.approx(225_000) and estimate.next_probe == 11.3 + 4 * PROBE_WAIT
+
+
+def test_a_queue_while_little_is_sent_lowers_the_estimate_not_the_audio_rate() -> None:
+    """Video paused, 40 kbit/s of audio, a long link's delay varies: 85 % of the audio would pause video for good."""
+    estimate = Estimate(300_000)
+    estimate.feedback(now=1, sent=40_000, loss=None, queuing=True)
+    assert estimate.bps == pytest.approx(255_000)
+    estimate.feedback(now=5, sent=250_000, loss=None, queuing=True)  # near the estimate: what was sent
+    assert estimate.bps == pytest.approx(212_500)
+
+
+def test_failed_trials_wait_at_most_the_cap_and_a_returning_link_probes_soon() -> None:
+    estimate = Estimate(300_000)
+    for i in range(10):
+        estimate.feedback(now=10.0 * i, sent=290_000, loss=None, queuing=True)
+    assert estimate.probe_wait == PROBE_WAIT_MAX and estimate.next_probe == 90 + PROBE_WAIT_MAX
+    estimate.link_returned(100)
+    assert estimate.probe_wait == PROBE_WAIT and estimate.next_probe == 100 + PROBE_WAIT
+
+
+def test_the_links_own_random_loss_is_not_congestion() -> None:
+    """10 % random loss (no queue): its noise neither ends trials nor lowers the estimate; loss beyond it does."""
+    downlink = Downlink(lambda: [], 600)
+    assert downlink._congestion_loss(0, 12, 100) == pytest.approx(0.12)  # nothing known yet: all of it counts
+    for t in range(1, 9):
+        downlink._congestion_loss(t, 10, 100)  # round trips near the lowest: the link's own loss
+    assert downlink._congestion_loss(10, 15, 100) == 0.0  # within two standard deviations of 10 %
+    assert downlink._congestion_loss(11, 40, 100) == pytest.approx(0.40 - 0.1 - 2 * (0.1 * 0.9 / 100) ** 0.5, abs=0.01)
+    assert downlink._congestion_loss(11 + 40, 12, 100) == pytest.approx(0.12)  # forgotten after the window
+
+
+def test_loss_while_a_queue_is_full_is_not_taken_for_the_links_own() -> None:
+    downlink = Downlink(lambda: [], 600)
+    downlink._queuing(0, 0.8, QUEUE_REPORTS)
+    downlink._queuing(1, 1.2, QUEUE_REPORTS)  # 300 ms of queue: drop-tail losses are congestion
+    for t in range(2, 10):
+        downlink._congestion_loss(t, 40, 100)
+    assert downlink._congestion_loss(10, 40, 100) == pytest.approx(0.40)
+
+
+def test_one_round_trip_far_below_the_others_does_not_become_the_lowest() -> None:
+    """A lossy link's reports now and then give a round trip far too low: one of them must not make the rest look
+    like a queue."""
+    downlink = Downlink(lambda: [], 600)
+    for t in range(5):
+        assert not downlink._queuing(t, 1.0, QUEUE_REPORTS)
+    assert not downlink._queuing(5, 0.15, QUEUE_REPORTS)
+    assert not any(downlink._queuing(t, 1.05, QUEUE_REPORTS) for t in range(6, 12))
+    assert [downlink._queuing(t, 1.5, QUEUE_REPORTS) for t in range(12, 15)] == [False, False, True]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aioice.ice
 import aiortc
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rtp import RtpPacket
 
 from media import hooks
 from media.transport import ForwardedTrack
@@ -275,6 +277,69 @@ def test_opus_is_negotiated_with_fec_and_dtx() -> None:
             codec.parameters = parameters
 
 
+async def test_opus_nack_is_negotiated_and_makes_the_audio_receiver_nack_a_gap() -> None:
+    from aiortc import RTCPeerConnection
+    from aiortc.codecs import CODECS
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+    original = [list(c.rtcpFeedback) for c in CODECS["audio"]]
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        hooks.negotiate_opus_nack()
+        hooks.negotiate_opus_nack()  # idempotent
+        opus = next(c for c in CODECS["audio"] if c.mimeType.lower() == "audio/opus")
+        assert [f.type for f in opus.rtcpFeedback].count("nack") == 1
+        offerer.addTransceiver("audio", direction="sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        assert " nack" in offerer.localDescription.sdp
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await offerer.setRemoteDescription(answerer.localDescription)
+        assert " nack" in answerer.localDescription.sdp
+        transceiver = answerer.getTransceivers()[0]  # receives
+        assert hooks.nack_audio(transceiver) and hooks.nack_audio(transceiver)
+        sent: list[object] = []
+
+        async def capture(packet: object) -> None:
+            sent.append(packet)
+
+        receiver = transceiver.receiver
+        receiver._send_rtcp = capture  # type: ignore[method-assign]
+        # what receive() sets once the transport runs: the codecs by payload type and the receiver's RTCP SSRC
+        codecs = {c.payloadType: c for c in hooks.negotiated_codecs(transceiver)}
+        receiver._RTCRtpReceiver__codecs = codecs  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__rtcp_ssrc = 1  # type: ignore[attr-defined]
+        payload_type = next(iter(codecs))
+        for seq in (10, 11, 13):  # 12 never comes
+            packet = RtpPacket(payload_type=payload_type, sequence_number=seq, timestamp=seq * 960, ssrc=7,
+                               payload=b"\x00")
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=seq * 20)
+        nacks = [p for p in sent if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK]
+        assert [p.lost for p in nacks] == [[12]]
+        [before] = hooks.received_streams(receiver)
+        assert (before.received, before.lost) == (3, 1)
+        retransmitted = RtpPacket(payload_type=payload_type, sequence_number=12, timestamp=12 * 960, ssrc=7,
+                                  payload=b"\x00")
+        await receiver._handle_rtp_packet(retransmitted, arrival_time_ms=300)
+        [after] = hooks.received_streams(receiver)  # the link still lost it; the retransmission repaired it
+        assert (after.received, after.lost) == (3, 1)
+    finally:
+        for codec, feedback in zip(CODECS["audio"], original, strict=True):
+            codec.rtcpFeedback = feedback
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_an_audio_receiver_without_negotiated_nack_does_not_nack() -> None:
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("audio", direction="recvonly")  # nothing negotiated: no nack feedback
+        assert not hooks.nack_audio(transceiver)
+        assert transceiver.receiver._RTCRtpReceiver__nack_generator is None  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
 def test_simulcast_extensions_are_offered_on_video() -> None:
     from aiortc.codecs import HEADER_EXTENSIONS
 
@@ -397,3 +462,190 @@ async def test_feedback_watch_measures_the_round_trip_of_any_recent_sender_repor
         assert watch.rtt is not None and 0.15 < watch.rtt < 0.5 and watch.rtt_at >= before
     finally:
         await pc.close()
+
+
+def test_cap_remb_lowers_only_remb_above_the_cap() -> None:
+    from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(900_000, [7, 8]))
+    capped = hooks.cap_remb(remb, 260_000)
+    bitrate, ssrcs = unpack_remb_fci(capped.fci)
+    assert abs(bitrate - 260_000) < 260_000 * 0.001 and ssrcs == [7, 8] and capped.ssrc == 1
+    low = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(200_000, [7]))
+    assert hooks.cap_remb(low, 260_000) is low
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=7)
+    assert hooks.cap_remb(pli, 260_000) is pli
+
+
+async def test_a_receiver_sends_a_remb_through_its_rtcp_path() -> None:
+    from aiortc.rtp import unpack_remb_fci
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        sent: list[object] = []
+
+        async def record(packet: object) -> None:  # stands in for the DTLS transport
+            sent.append(packet)
+
+        receiver._send_rtcp = record  # type: ignore[method-assign]
+        await hooks.send_remb(receiver, 300_000, [5])
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        assert unpack_remb_fci(sent[-1].fci) == (300_000, [5]) and sent[-1].ssrc == rtcp_ssrc  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+async def test_a_keyframe_gets_a_video_receiver_past_a_packet_that_never_came() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtp import RtpPacket
+
+    pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        codecs[96] = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+        plis: list[int] = []
+
+        async def capture_pli(media_ssrc: int) -> None:
+            plis.append(media_ssrc)
+
+        async def no_nack(media_ssrc: int, lost: list[int]) -> None:
+            pass
+
+        receiver._send_rtcp_pli = capture_pli  # type: ignore[method-assign]
+        receiver._send_rtcp_nack = no_nack  # type: ignore[method-assign]
+        keyframes = {300}
+        hooks.decode_from_keyframes(receiver, lambda p: p.sequence_number in keyframes, lambda p: True,
+                                    stuck_after=0.2)
+        jitter = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+
+        async def send(seq: int) -> None:  # one packet per frame
+            await receiver._handle_rtp_packet(RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000,
+                                                        ssrc=5, payload=b"\x10\x00\x00"), 0)
+
+        for seq in range(100, 110):
+            await send(seq)
+        assert jitter._origin == 109  # frames came out in order
+        for seq in range(111, 120):  # 110 never arrives: aiortc holds every later frame back...
+            await send(seq)
+        assert jitter._origin == 109 and plis == []
+        await asyncio.sleep(0.25)
+        await send(120)
+        assert plis == [5]  # ...so after a while the receiver asks for a keyframe, as a browser does
+        await send(300)  # and that keyframe starts afresh: what was in front of it is dropped
+        await send(301)
+        assert jitter._origin == 301
+    finally:
+        await pc.close()
+
+
+async def test_a_self_paced_association_keeps_no_congestion_window() -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.createDataChannel("probe", negotiated=True, id=1, ordered=False, maxRetransmits=0)
+        hooks.pace_sctp_ourselves(pc.sctp)
+        sctp = pc.sctp
+        sctp._cwnd = 1200  # what aiortc does on a timeout
+        assert sctp._cwnd == hooks.SELF_PACED_WINDOW
+        assert sctp._abandon_overdue() is False  # nothing sent, nothing to give up
+    finally:
+        await pc.close()
+    with pytest.raises(hooks.IncompatibleAiortc):
+        hooks.pace_sctp_ourselves(None)
+
+
+async def test_consent_survives_a_long_round_trip_and_still_expires_on_a_dead_link(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    # aioice's own checks, whatever an earlier test of this process patched (restored after)
+    monkeypatch.setattr(aioice.ice.Connection, "query_consent", hooks.AIOICE_QUERY_CONSENT)
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)  # consent expires 0.6 s after the last answer
+
+    async def closes(answer_delay: float | None, seconds: float) -> bool:
+        a, b = await _ice_pair()
+        try:
+            _answer_late(b, answer_delay)
+            return await _closed_within(a, seconds)
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    assert await closes(0.8, 3.0)  # aioice alone: every check to a peer 0.8 s away times out, the link closes
+    hooks.patient_consent()
+    assert not await closes(0.8, 3.0)  # answered within the retransmissions' 3.5 s: consent holds
+    assert await closes(None, 6.0)  # never answered: consent still expires
+
+
+async def _ice_pair() -> tuple[aioice.Connection, aioice.Connection]:
+    a, b = aioice.Connection(ice_controlling=True), aioice.Connection(ice_controlling=False)
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for one, other in ((a, b), (b, a)):
+        for candidate in other.local_candidates:
+            await one.add_remote_candidate(candidate)
+        await one.add_remote_candidate(None)
+        one.remote_username, one.remote_password = other.local_username, other.local_password
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
+
+
+def _answer_late(connection: aioice.Connection, delay: float | None) -> None:
+    """Everything ``connection`` sends over STUN leaves ``delay`` seconds late (None: never), as on a long link."""
+    loop = asyncio.get_running_loop()
+    for protocol in connection._protocols:
+        send = protocol.send_stun
+        protocol.send_stun = (lambda message, addr: None) if delay is None else (  # type: ignore[method-assign]
+            lambda message, addr, send=send: loop.call_later(delay, send, message, addr))
+
+
+async def _closed_within(connection: aioice.Connection, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not connection._closed:
+        await asyncio.sleep(0.05)
+    return bool(connection._closed)
+
+
+async def test_a_self_paced_association_takes_data_as_the_cookie_ack_it_lost() -> None:
+    """Side a's first COOKIE ECHO and first COOKIE ACK are lost, so b waits for a COOKIE ACK while a, established by
+    b's COOKIE ECHO, already sends DATA: that DATA establishes b at once (aiortc alone waits its 3 s T1, and a PONG
+    sent from the PING's handler meanwhile raised and closed the connection)."""
+    config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    a, b = RTCPeerConnection(config), RTCPeerConnection(config)
+    channels = [pc.createDataChannel("probe", negotiated=True, id=1) for pc in (a, b)]
+    pongs: list[bytes] = []
+    dropped: list[str] = []
+    channels[1].on("message", lambda message: channels[1].send(b"pong:" + message))
+    channels[0].on("message", pongs.append)
+    try:
+        await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        for pc in (a, b):
+            hooks.pace_sctp_ourselves(pc.sctp)
+        send = a.sctp._send_chunk
+
+        async def lose_the_first_cookies(chunk: object) -> None:
+            kind = type(chunk).__name__
+            if kind in ("CookieEchoChunk", "CookieAckChunk") and kind not in dropped:
+                dropped.append(kind)
+                return
+            await send(chunk)
+        a.sctp._send_chunk = lose_the_first_cookies  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while channels[0].readyState != "open" and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert channels[0].readyState == "open"
+        opened = loop.time()
+        while not pongs and loop.time() < opened + 2.0:
+            if channels[0].readyState == "open":
+                channels[0].send(b"ping")
+            await asyncio.sleep(0.05)
+        assert "CookieAckChunk" in dropped, "no COOKIE ACK was lost: the test proves nothing"
+        assert pongs and pongs[0] == b"pong:ping"
+        assert loop.time() - opened < 2.0  # well inside aiortc's 3 s T1
+        assert "closed" not in (a.connectionState, b.connectionState)
+    finally:
+        await a.close()
+        await b.close()

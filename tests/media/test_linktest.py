@@ -111,6 +111,16 @@ async def test_an_asymmetric_far_link(runs: list[Run]) -> None:
     assert within(measured["rttMs"], 100, 15, 0.10)
 
 
+async def test_a_lossy_far_link_is_measured_at_its_rate_not_at_a_loss_halved_share(runs: list[Run]) -> None:
+    # SCTP's own congestion control would settle near 1.2 MSS / (RTT √loss) ≈ 430 kbit/s here, and a receipt or an
+    # instruction lost on the way would hold the next ones back: neither may show in the figures
+    lossy = Impairment(delay_ms=50, loss=0.05, rate_kbps=1000)
+    measured = await measure(runs, lossy, lossy, replace(SHORT, max_kbps=2000))
+    assert measured["down"]["saturated"] and measured["up"]["saturated"]
+    assert within(measured["down"]["kbps"], 1000, 0, 0.20), measured["down"]
+    assert within(measured["up"]["kbps"], 1000, 0, 0.20), measured["up"]
+
+
 async def test_an_unlimited_link_is_reported_as_at_least_the_ramp_ceiling(runs: list[Run]) -> None:
     measured = await measure(runs, Impairment(), Impairment(), replace(SHORT, max_kbps=1000))
     for direction in ("down", "up"):
@@ -132,7 +142,7 @@ class Forger(LinkTestResponder):
     async def _send_receipts(self) -> None:
         while self.control.readyState == "open":
             await asyncio.sleep(0.2)
-            real = json.loads(self._receipts.take())
+            real = json.loads(self._receipts.take(asyncio.get_running_loop().time() * 1000))
             real["runs"].append([self.highest + 1, self.highest + 1])  # a probe not yet sent, let alone received
             self.control.send(json.dumps(real))
 

@@ -30,14 +30,14 @@ def test_a_true_receipt_proves_exactly_what_arrived() -> None:
     for seq, nonce in probes:
         if seq % 3:  # the client got two thirds of them
             client.add(seq, nonce)
-    proven = book.verify(json.loads(client.take()))
+    proven = book.verify(json.loads(client.take(1000.0)))
     assert proven == [s for s, _ in probes if s % 3]
     assert book.received == set(proven)
-    assert book.verify(json.loads(client.take())) == []  # an empty receipt keeps the beat and proves nothing
+    assert book.verify(json.loads(client.take(1000.0))) == []  # an empty receipt keeps the beat and proves nothing
 
 
 def forged(runs: list[list[int]], x: int) -> dict[str, object]:
-    return {"type": "receipt", "runs": runs, "x": f"{x:016x}"}
+    return {"type": "receipt", "t": 5.0, "runs": runs, "x": f"{x:016x}"}
 
 
 def test_claims_beyond_what_arrived_are_refused_and_change_nothing() -> None:
@@ -61,8 +61,13 @@ def test_claims_beyond_what_arrived_are_refused_and_change_nothing() -> None:
     {"runs": [[3, 1]], "x": "00"}, {"runs": [[0, True]], "x": "00"}, {"runs": [[0, 10**9]], "x": "00"},
     {"runs": [[0]], "x": "00"}, {"runs": [[0, 1]] * 5000, "x": "00"},
 ])
-def test_malformed_receipts_are_refused(message: dict[str, object]) -> None:
+@pytest.mark.parametrize("at", [1.5, None, "1.5", True, float("nan")])
+def test_malformed_receipts_are_refused(message: dict[str, object], at: object) -> None:
     book = NonceBook()
     sent(book, 3)
     with pytest.raises(ForgedReceipt):
-        book.verify(message)
+        book.verify({**message, "t": at} if at is not None else message)
+    if at != 1.5:  # a well-formed receipt, but for its time
+        with pytest.raises(ForgedReceipt):
+            book.verify({"runs": [], "x": "0000000000000000", **({} if at is None else {"t": at})})
+    assert book.received == set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.quality import GradeSmoother, History, LinkSample, grade_of, mos, r_factor
+from media.quality import REPORT_INTERVAL, SAMPLE_INTERVAL, GradeSmoother, History, LinkSample, grade_of, mos, r_factor
 
 
 def test_r_factor_follows_the_simplified_e_model() -> None:
@@ -31,20 +31,23 @@ def test_grades() -> None:
     assert grade_of(mos(600, 40, 0)) == "poor"
 
 
-def test_ten_percent_loss_turns_poor_within_two_samples_and_good_after() -> None:
+PER_2_S = round(REPORT_INTERVAL / SAMPLE_INTERVAL)  # samples in 2 s
+
+
+def test_ten_percent_loss_turns_poor_within_2_s_and_good_after() -> None:
     smoother = GradeSmoother()
     clean, lossy = mos(40, 5, 0), mos(40, 5, 0.10)
-    for _ in range(5):
+    for _ in range(5 * PER_2_S):
         assert smoother.update(clean)[0] == "excellent"
-    grades = [smoother.update(lossy)[0] for _ in range(2)]
-    assert grades[-1] == "poor"
-    grades = [smoother.update(clean)[0] for _ in range(5)]  # 10 s at one sample per 2 s
-    assert "good" in grades[:2] and grades[-1] == "excellent"
+    grades = [smoother.update(lossy)[0] for _ in range(PER_2_S)]
+    assert grades[-1] == "poor" and "poor" not in grades[:-1]
+    grades = [smoother.update(clean)[0] for _ in range(5 * PER_2_S)]  # 10 s
+    assert "good" in grades[:2 * PER_2_S] and grades[-1] == "excellent"
 
 
-def test_one_bad_sample_does_not_flicker_the_grade() -> None:
+def test_one_bad_second_does_not_flicker_the_grade() -> None:
     smoother = GradeSmoother()
-    for _ in range(5):
+    for _ in range(5 * PER_2_S):
         smoother.update(mos(40, 5, 0))
     assert smoother.update(mos(40, 5, 0.08))[0] != "poor"
     assert smoother.update(mos(40, 5, 0))[0] in ("good", "excellent")

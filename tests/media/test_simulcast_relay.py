@@ -83,3 +83,40 @@ async def test_layer_switches_follow_the_publisher_and_decode_cleanly(server: Se
     # arrives (lenient: this process encodes three layers and decodes on a shared machine)
     gaps = [t1 - t0 for t0, t1 in zip(video.frame_times, video.frame_times[1:], strict=False)]
     assert max(gaps) < 3.0, max(gaps)
+
+
+async def test_a_layer_stopped_mid_frame_leaves_a_gap_not_a_truncated_frame(server: Server,
+                                                                              cleanup: list[Participant]) -> None:
+    """The top layer's last frame (a keyframe, as when a layer resumes) loses its tail upstream and the layer stops:
+    the relay switches B to the half layer with a sequence gap before its keyframe, so B drops the cut frame
+    instead of decoding its first packet glued to the next keyframe (FFmpeg: "Invalid data")."""
+    simulcast = SimulcastVideo(PatternVideoTrack(), follow_remb=False)
+    a = Participant(server.url, "cut-frame", "A", tracks=[SpeechTrack()], simulcast=simulcast)
+    b = Participant(server.url, "cut-frame", "B", tracks=[SpeechTrack()])
+    cleanup += [a, b]
+    send = simulcast._send
+    cut: list[int] = []  # the sequence numbers of the cut frame's packets that were sent
+
+    async def cut_the_top_frame(transport: Any, stream: Any, data: bytes, timestamp: int) -> None:
+        if cut or stream.encoding.rid != "f" or frames_at(b, a, FULL) < 30 or data[0] & 0x01:
+            await send(transport, stream, data, timestamp)
+            if not cut and stream.encoding.rid == "f" and frames_at(b, a, FULL) >= 30:
+                stream.keyframe = True  # the cut frame is a keyframe: its first packet holds only part of its header
+            return
+        packets = stream.packetize(data, timestamp)
+        assert len(packets) > 1, len(data)
+        cut.append(packets[0].sequence_number)
+        first = packets[0]
+        first.payload_type, first.extensions.mid, first.extensions.rtp_stream_id = (
+            simulcast._payload_type, simulcast._mid, "f")
+        await hooks.send_rtp(transport, first)  # its other packets are lost
+        simulcast.set_max_bitrate(300_000)  # and the publisher stops the layer
+
+    simulcast._send = cut_the_top_frame  # type: ignore[method-assign]
+    with DecodeErrors() as errors:
+        await a.join()
+        await b.join()
+        await wait_for(lambda: b.video_from(a.id or "") is not None, timeout=20)
+        await wait_for(lambda: bool(cut), timeout=30)
+        await wait_for(lambda: frames_at(b, a, HALF) > 30, timeout=15)
+        assert errors.count == 0, f"{errors.count} frames failed to decode"

@@ -100,6 +100,8 @@ HTTP_MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("GET", "/api/points"): SIGNED_IN,  # and then only the points of one's facility (admins: all)
     ("GET", "/points"): PUBLIC,
     ("GET", "/points/ttyt-muong-te-hc1"): PUBLIC,
+    ("GET", "/api/points/ttyt-muong-te-hc1/caps"): STAFF,  # technicians of the point's facility, admins
+    ("DELETE", "/api/points/ttyt-muong-te-cc/caps"): STAFF,
     ("GET", "/api/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
@@ -182,6 +184,9 @@ def test_every_route_is_declared_public_or_guarded(tmp_path: Path) -> None:
         "GET /api/points/{point_id}/link-tests": frozenset(ROLES),
         "GET /api/link-tests/{test_id}": frozenset(ROLES),
         "GET /api/points": frozenset(ROLES),  # and then only the points of one's facility (admins: all)
+        # a point's caps: the handler then admits only technicians of the point's facility (and admins)
+        **{f"{method} /api/points/{{point_id}}/caps": frozenset({"admin", "technician"})
+           for method in ("GET", "PUT", "DELETE")},
     }
 
 

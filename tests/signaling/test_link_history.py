@@ -91,3 +91,26 @@ async def test_others_cannot_see_a_room_they_took_no_part_in(tmp_path: Path) -> 
             assert status == 404 and body["error"]["code"] == "not-found"
     finally:
         server.stop()
+
+
+def test_adaptation_is_kept_with_each_sample_and_an_older_store_gains_the_column(tmp_path: Path) -> None:
+    from signaling.auth import Identity
+    from signaling.link_history import LinkHistory, SqliteSamples
+    from signaling.rooms import RoomRegistry
+    from signaling.store import connect
+
+    db = connect(tmp_path)
+    db.execute("CREATE TABLE link_samples (room_id TEXT NOT NULL, participant_id TEXT NOT NULL, username TEXT, "
+               "name TEXT NOT NULL, facility TEXT NOT NULL, at REAL NOT NULL, grade TEXT NOT NULL, mos REAL NOT NULL, "
+               "rtt_ms REAL, jitter_ms REAL, loss_up REAL, loss_down REAL, send_kbps REAL NOT NULL, "
+               "recv_kbps REAL NOT NULL)")  # as stores made before adaptation was kept
+    history = LinkHistory(SqliteSamples(db))
+    participant = RoomRegistry.new("r1", "A", "ttyt-muong-te", Identity("bs.huyen", "doctor", "ttyt-muong-te"))
+    adaptation = {"audioOnly": True, "uplinkCapKbps": 300, "downlinkCapKbps": None,
+                  "videos": {"p2": {"layer": None, "paused": True, "reason": "audio-only"}}}
+    base = {"grade": "good", "mos": 4.0, "rttMs": 20.0, "jitterMs": 2.0, "lossUp": 0.0, "lossDown": 0.0,
+            "sendKbps": 40.0, "recvKbps": 20.0}
+    history.add(participant, {**base, "at": 1.0, "adaptation": adaptation})
+    history.add(participant, {**base, "at": 2.0})  # a sample from an older media node carries none
+    samples = history.timeline("r1")[0]["samples"]
+    assert [s["adaptation"] for s in samples] == [adaptation, None]

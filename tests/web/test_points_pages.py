@@ -104,6 +104,24 @@ async def test_technician_runs_a_link_test_and_finds_it_in_the_history(browser: 
         assert result["verdict"]["carries"]["en"] in await page.inner_text("#verdict-carries")
         await page.click("#lang-toggle")
 
+        # "apply as cap": 80 % of what the test measured each way becomes the point's caps, stored by the server
+        assert await page.inner_text("#caps-current") == "Chưa đặt giới hạn."
+        await page.click("#apply-cap")
+        await page.wait_for_function("document.getElementById('caps').dataset.caps !== ''")
+        expected = {"uplinkKbps": max(32, min(20000, int(result["upKbps"] * 0.8))),
+                    "downlinkKbps": max(32, min(20000, int(result["downKbps"] * 0.8))),
+                    "audioOnly": result["verdict"]["tier"] == "audio"}
+        _, caps = await server.get("/api/points/ttyt-muong-te-hc1/caps", user="technician")
+        assert {k: caps["caps"][k] for k in expected} == expected
+        assert f"↑{expected['uplinkKbps']} kbit/s" in await page.inner_text("#caps-current")
+        await page.fill("#caps-up", "10")  # out of range: refused in words, nothing changes
+        await page.click("#caps-form button[type=submit]")
+        await page.wait_for_selector("#caps-error:not([hidden])")
+        assert (await server.get("/api/points/ttyt-muong-te-hc1/caps", user="technician"))[1] == caps
+        await page.click("#caps-remove")
+        await page.wait_for_function("document.getElementById('caps').dataset.caps === ''")
+        assert (await server.get("/api/points/ttyt-muong-te-hc1/caps", user="technician"))[1]["caps"] is None
+
         # a second start within the point's minimum interval is refused, in words, and changes nothing
         await page.click("#run-test")
         await page.wait_for_function("document.body.dataset.testState === 'failed'", timeout=20_000)

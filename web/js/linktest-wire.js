@@ -1,7 +1,8 @@
 // The browser's part of a link test on one path, speaking media/linktest_wire.py: two negotiated data channels,
 // `control` (id 0, JSON) and `probe` (id 1, unordered, no retransmission, binary probes
 // `kind(1) seq(4) nonce(8) time(8)` big-endian, then padding). The browser echoes PINGs, proves with receipts
-// which probes arrived (XOR of their nonces) and sends DATA upstream at the rate the server asks for. It measures
+// which probes arrived (XOR of their nonces, and when the receipt was written: `t`, ms of performance.now()) and
+// sends DATA upstream at the rate the server asks for (each carrying that rate in its nonce field). It measures
 // nothing: the server does, so a page can only ever report fewer probes than it received, never more.
 
 const PING = 1;
@@ -12,11 +13,17 @@ const DATA_SIZE = 1100;
 const OVERHEAD_BYTES = 65;
 const RECEIPT_INTERVAL_MS = 200;
 const BACKLOG_SECONDS = 0.05;
+const BURST_SECONDS = 0.1;
 const TICK_MS = 10;
 
 /** DATA message size for a rate, as media/linktest.py's data_size. @param {number} kbps */
 export function dataSize(kbps) {
   return Math.floor(Math.min(Math.max((kbps * 125) / 40 - OVERHEAD_BYTES, 250), DATA_SIZE));
+}
+
+/** The most the pacer sends at once, as media/linktest.py's burst_bytes. @param {number} kbps */
+export function burstBytes(kbps) {
+  return Math.max(kbps * 125 * BURST_SECONDS, 2 * (dataSize(kbps) + OVERHEAD_BYTES));
 }
 
 /** Sorted sequence numbers as inclusive runs: [1, 2, 3, 7] → [[1, 3], [7, 7]]. @param {number[]} seqs */
@@ -45,9 +52,15 @@ export class ReceiptBook {
     this.x ^= nonce;
   }
 
-  /** JSON receipt for everything since the last one (sent even when empty: the server times the beat). */
-  take() {
-    const receipt = JSON.stringify({ type: 'receipt', runs: runsOf([...this.seqs]), x: this.x.toString(16).padStart(16, '0') });
+  /**
+   * JSON receipt for everything since the last one, written at `atMs` of the page's monotonic clock (sent even when
+   * empty: the server times the flow of probes by the receipts, so they keep a steady beat).
+   * @param {number} atMs
+   */
+  take(atMs) {
+    const receipt = JSON.stringify({
+      type: 'receipt', t: Math.round(atMs * 10) / 10, runs: runsOf([...this.seqs]), x: this.x.toString(16).padStart(16, '0'),
+    });
     this.seqs = new Set();
     this.x = 0n;
     return receipt;
@@ -115,7 +128,7 @@ export class LinkTestResponder {
   }
 
   sendReceipt() {
-    if (this.control.readyState === 'open') this.control.send(this.receipts.take());
+    if (this.control.readyState === 'open') this.control.send(this.receipts.take(performance.now()));
   }
 
   /** DATA upstream at the asked rate, paced every 10 ms, with little queued locally (as the server does). */
@@ -131,18 +144,20 @@ export class LinkTestResponder {
       if (rate <= 0) return;
       const size = dataSize(rate);
       let budget = ((now - creditAt) / 1000) * rate * 125 - sent;
+      const burst = burstBytes(rate);
+      if (budget > burst) { sent += budget - burst; budget = burst; } // after a stall: no catching up in one burst
       const backlogLimit = Math.max(rate * 125 * BACKLOG_SECONDS, 4 * DATA_SIZE);
       while (budget >= size + OVERHEAD_BYTES && this.probe.bufferedAmount < backlogLimit) {
         const packet = new DataView(new ArrayBuffer(size));
         packet.setUint8(0, DATA);
         packet.setUint32(1, seq);
+        packet.setBigUint64(5, BigInt(Math.round(rate))); // the rate it is sent at: the server times its steps by it
         packet.setFloat64(13, now / 1000);
         seq = (seq + 1) >>> 0;
         this.probe.send(packet.buffer);
         sent += size + OVERHEAD_BYTES;
         budget -= size + OVERHEAD_BYTES;
       }
-      if (budget > 4 * (size + OVERHEAD_BYTES)) sent += budget - 4 * (size + OVERHEAD_BYTES); // no burst after a stall
     }, TICK_MS));
   }
 

@@ -32,6 +32,8 @@ export class PeerSession extends EventTarget {
     this.tracks = {};
     /** Mids we publish on, kept stable across renegotiations. */
     this.publishMids = { audio: null, video: null };
+    /** Audio-only site: our video slot stays negotiated but sends nothing. */
+    this.audioOnly = false;
     /** Negotiation steps run one at a time, in arrival order. */
     this._chain = Promise.resolve();
     /**
@@ -149,10 +151,22 @@ export class PeerSession extends EventTarget {
       if (!slot) continue;
       this.publishMids[kind] = slot.mid;
       const track = this.localMedia.hasLive(kind) ? this.localMedia.track(kind) : null;
-      if (slot.sender.track !== track) await slot.sender.replaceTrack(track);
+      const sent = kind === 'video' && this.audioOnly ? null : track;
+      if (slot.sender.track !== sent) await slot.sender.replaceTrack(sent);
       // Nothing to send (no device): say so rather than leaving an empty sendonly slot.
       slot.direction = track ? 'sendonly' : 'inactive';
     }
+  }
+
+  /**
+   * Audio-only (the server says our site is): stop sending video, no renegotiation (replaceTrack), or send it again.
+   * @param {boolean} on
+   */
+  setAudioOnly(on) {
+    if (on === this.audioOnly) return;
+    this.audioOnly = on;
+    const pc = this.pc;
+    if (pc) this._enqueue(() => this._attachLocal(pc));
   }
 
   /** Current participant → tracks mapping, rebuilt from scratch from the latest slot map. @returns {RemoteMedia} */

@@ -8,6 +8,7 @@ import { applyI18n, errorText, initLangToggle, t } from './i18n.js';
 import { runLinkTest } from './linktest-run.js';
 import { api, el, figure, locale, percent, verdictBadge, when, words } from './points-common.js';
 import './points-strings.js';
+import { initCaps, renderCaps } from './point-caps.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const pointId = decodeURIComponent(location.pathname.split('/').pop() ?? '');
@@ -63,6 +64,7 @@ async function main() {
   shown = tests[0] ?? null;
   $('point-main').hidden = false;
   render();
+  if (['technician', 'admin'].includes(who.user.role)) await initCaps(pointId, () => shown).catch(() => {});
   document.body.dataset.state = 'ready';
 }
 
@@ -119,6 +121,7 @@ function render() {
   if (testState === 'running') renderProgress();
   renderVerdict();
   renderHistory();
+  renderCaps(shown);
 }
 
 function renderVerdict() {

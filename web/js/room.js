@@ -14,6 +14,7 @@ import { offerInvite } from './consult-invite.js';
 import { toast } from './toast.js';
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const POINT_KEY = 'hoichan.point'; // set by the lobby page (lobby.js)
 
 /** @type {Session|null} */
 let session = null;
@@ -87,6 +88,7 @@ async function main(room) {
       facilityName: session?.self?.facilityName,
       audioMuted: media.audioMuted,
       videoOff: media.videoOff,
+      limits: session?.self?.limits,
       placeholderKey: media.hasLive('video') ? undefined : 'control.noCamera',
     });
   };
@@ -117,7 +119,9 @@ async function main(room) {
   }
 
   const record = params.get('record') === '1' ? true : null;
-  session = new Session({ room, name, facility, token: getToken(), localMedia: media, record });
+  // The connection point the lobby page at this PC was set to (staff only): the point's caps apply to us.
+  const point = who.state === 'valid' ? localStorage.getItem(POINT_KEY) || null : null;
+  session = new Session({ room, name, facility, token: getToken(), localMedia: media, record, point });
   const s = session;
   shared = new SharedPanel({ room, token: getToken(), signaling: s.signaling, selfId: () => s.participantId });
   wireSharing(shared, who.state !== 'none');
@@ -130,6 +134,8 @@ async function main(room) {
 
 /** @param {Session} s @param {TileGrid} grid @param {() => void} renderSelf @param {Tile} selfTile */
 function wireSession(s, grid, renderSelf, selfTile) {
+  s.addEventListener('adaptation', (e) => grid.setAdaptation(e.detail));
+  s.addEventListener('self-updated', () => { renderSelf(); renderControls(); });
   s.addEventListener('link-quality', (e) => {
     if (e.detail.participantId === s.self?.id) selfTile.setLinkQuality(e.detail);
     else grid.setLinkQuality(e.detail);
@@ -255,6 +261,7 @@ function wireSharing(panel, signedIn) {
 function wireControls() {
   $('btn-mic').addEventListener('click', () => media.setAudioMuted(!media.audioMuted));
   $('btn-cam').addEventListener('click', () => media.setVideoOff(!media.videoOff));
+  $('btn-audio-only').addEventListener('click', () => session?.setAudioOnly(!session.self?.audioOnlySelf));
   $('btn-leave').addEventListener('click', async () => {
     if (!session) {
       location.assign('/');
@@ -283,6 +290,16 @@ function renderControls() {
     pressed: media.videoOff,
     icon: media.videoOff ? icons.cameraOff : icons.camera,
     label: !hasCam ? t('control.noCamera') : media.videoOff ? t('control.cameraOn') : t('control.cameraOff'),
+  });
+  // Our own switch; a point's audio-only cap holds it on (and the button cannot lift it).
+  const self = session?.self;
+  const audioOnly = $('btn-audio-only');
+  audioOnly.hidden = !self;
+  setControl(audioOnly, {
+    disabled: !!self?.limits?.audioOnly && !self?.audioOnlySelf,
+    pressed: !!self?.limits?.audioOnly,
+    icon: icons.speaker,
+    label: self?.audioOnlySelf ? t('control.audioOnlyOff') : t('control.audioOnly'),
   });
 }
 

@@ -26,9 +26,11 @@ export class Session extends EventTarget {
    * @param {{room: string, name: string, facility: string, token?: string|null,
    *   localMedia: import('./media.js').LocalMedia}} opts  token: sign-in token (none = a guest)
    */
-  constructor({ room, name, facility, token = null, localMedia, record = null }) {
+  constructor({ room, name, facility, token = null, localMedia, record = null, point = null }) {
     super();
     this.room = room;
+    /** The connection point this page is at (lobby's choice): its caps apply to us. @type {string|null} */
+    this.point = point;
     this.name = name;
     this.facility = facility;
     this.media = localMedia;
@@ -214,6 +216,7 @@ export class Session extends EventTarget {
       payload.resume = resume;
     } else {
       if (this.record !== null) payload.record = this.record;
+      if (this.point) payload.point = this.point;
       // A fresh join creates a new participant: whatever belonged to an older one is void.
       this.peer.close();
       this.earlyOffer = null;
@@ -256,6 +259,7 @@ export class Session extends EventTarget {
     if (ack.self) {
       this.self = ack.self;
       this.participantId = ack.self.id;
+      this._applyLimits();
     }
     if (Array.isArray(ack.peers)) {
       this.peers = {};
@@ -317,8 +321,12 @@ export class Session extends EventTarget {
       });
     }
     s.on('media-failed', () => this.restartMedia('server media-failed'));
+    // What the relay sends us of each participant's video: layer, or paused and why (protocol.md Adaptation).
+    s.on('adaptation', (a) => {
+      if (!this.left) this._emit('adaptation', a);
+    });
     s.on('recording-state', (r) => this._setRecording(r));
-    // Everyone's link, ours included, every 2 s (protocol.md LinkQuality).
+    // Everyone's link, ours included, every 2 s and on each grade change (protocol.md LinkQuality).
     s.on('link-quality', (q) => {
       if (!this.left && q?.participantId) this._emit('link-quality', q);
     });
@@ -337,7 +345,11 @@ export class Session extends EventTarget {
    */
   _applyPeerEvent(event, p, announce) {
     if (p.id === this.participantId) {
-      if (event === 'peer-updated') this.self = { ...this.self, ...p };
+      if (event === 'peer-updated') {
+        this.self = { ...this.self, ...p };
+        this._applyLimits();
+        this._emit('self-updated', { self: this.self });
+      }
       return;
     }
     if (event === 'peer-left') {
@@ -366,6 +378,19 @@ export class Session extends EventTarget {
       this.restartMedia('pc failed');
     }
     this._updateState();
+  }
+
+  /** Our site's limits as the server says: audio-only stops our video (the far end shows "audio only"). */
+  _applyLimits() {
+    this.peer.setAudioOnly(!!this.self?.limits?.audioOnly);
+  }
+
+  /**
+   * Switch our own site to audio-only, or back (a point's cap may keep it audio-only).
+   * @param {boolean} on
+   */
+  async setAudioOnly(on) {
+    return this.signaling.request('audio-only', { on });
   }
 
   _sendMediaState() {

@@ -35,6 +35,7 @@ export class Tile {
         <span class="mic-off-badge" hidden>${icons.micOff}</span>
         <span class="tile-name"></span>
         <span class="tile-facility"></span>
+        <span class="tile-adaptation" hidden></span>
         <button type="button" class="link-quality" hidden>
           <span class="lq-bar"></span><span class="lq-bar"></span><span class="lq-bar"></span><span class="lq-bar"></span>
         </button>
@@ -51,6 +52,10 @@ export class Tile {
     this.placeholderText = /** @type {HTMLElement} */ (el.querySelector('.placeholder-text'));
     this.qualityButton = /** @type {HTMLButtonElement} */ (el.querySelector('.link-quality'));
     this.qualityDetails = /** @type {HTMLElement} */ (el.querySelector('.link-quality-details'));
+    this.adaptationEl = /** @type {HTMLElement} */ (el.querySelector('.tile-adaptation'));
+    /** What the relay does with this participant's video for us (`adaptation` event: layer, paused, why). */
+    /** @type {{layer: number|null, layers: number, paused: boolean, reason: string|null} | null} */
+    this.received = null;
     // Hover shows the figures (title); a tap or click pins them open.
     this.qualityButton.addEventListener('click', (e) => {
       e.stopPropagation();
@@ -62,11 +67,18 @@ export class Tile {
     this.quality = null;
     /** placeholderKey: i18n key overriding the placeholder text (local tile without a camera). */
     /** facilityName: the facility as the directory names it ("TTYT huyện Mường Tè"), shown instead of its id. */
-    /** @type {{name: string, facility: string, facilityName?: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string}} */
+    /** limits: what applies to this participant's site (audio-only, kbit/s caps), as the server says. */
+    /** @type {{name: string, facility: string, facilityName?: string, audioMuted: boolean, videoOff: boolean, placeholderKey?: string, limits?: Record<string, any>}} */
     this.info = { name: '', facility: '', audioMuted: false, videoOff: false };
     /** @type {ParticipantTracks} */
     this.tracks = { audio: null, video: null };
     this.trackListeners = new AbortController();
+    this.render();
+  }
+
+  /** @param {{layer: number|null, layers: number, paused: boolean, reason: string|null} | null} received */
+  setReceived(received) {
+    this.received = received;
     this.render();
   }
 
@@ -123,13 +135,42 @@ export class Tile {
 
     const video = this.local ? this.video.srcObject?.getVideoTracks?.()[0] : this.tracks.video;
     const flowing = !!video && video.readyState === 'live' && !video.muted;
-    const showPlaceholder = videoOff || !flowing;
+    const limits = this.info.limits ?? {};
+    const paused = this.received?.paused ? this.received.reason ?? 'weak-link' : null;
+    const showPlaceholder = videoOff || !flowing || !!limits.audioOnly || !!paused;
     this.el.dataset.videoOff = String(!!videoOff);
     this.el.dataset.audioMuted = String(!!audioMuted);
     this.el.classList.toggle('show-placeholder', showPlaceholder);
-    const key = this.info.placeholderKey ?? (videoOff ? 'tile.cameraOff' : 'tile.waitingVideo');
+    const pausedKey = { 'weak-link': 'tile.videoPausedWeak', cap: 'tile.videoPausedCap',
+      'audio-only': 'tile.videoPausedAudioOnly' }[paused ?? ''];
+    const key = this.info.placeholderKey ?? (limits.audioOnly ? 'tile.audioOnly' : videoOff ? 'tile.cameraOff'
+      : pausedKey ?? 'tile.waitingVideo');
     this.placeholderText.textContent = t(key);
+    this.renderAdaptation(limits, paused);
     this.renderQuality();
+  }
+
+  /**
+   * The adaptation in force, in words: audio-only, caps, and (remote tiles) the layer we get or why it is paused.
+   * @param {{audioOnly?: boolean, uplinkKbps?: number|null, downlinkKbps?: number|null}} limits
+   * @param {string|null} paused
+   */
+  renderAdaptation(limits, paused) {
+    const caps = [limits.uplinkKbps ? `↑${limits.uplinkKbps}` : '', limits.downlinkKbps ? `↓${limits.downlinkKbps}` : '']
+      .filter(Boolean).join(' ');
+    const parts = [];
+    if (limits.audioOnly) parts.push(t('adapt.audioOnly'));
+    if (caps) parts.push(t('adapt.capped', { caps: `${caps} kbit/s` }));
+    if (paused === 'weak-link') parts.push(t('adapt.pausedWeak'));
+    else if (paused === 'cap') parts.push(t('adapt.pausedCap'));
+    else if (!limits.audioOnly && this.received?.layer != null && this.received.layers > 1) {
+      parts.push(t('adapt.layer', { layer: this.received.layer + 1, layers: this.received.layers }));
+    }
+    this.adaptationEl.textContent = parts.join(' · ');
+    this.adaptationEl.hidden = !parts.length;
+    this.el.dataset.audioOnly = String(!!limits.audioOnly);
+    this.el.dataset.cappedKbps = caps;
+    this.el.dataset.videoPaused = paused ?? '';
   }
 
   /** @param {Record<string, any>} quality */
@@ -194,6 +235,8 @@ export class TileGrid {
     this.media = new Map();
     /** @type {Map<string, Record<string, any>>} */
     this.quality = new Map();
+    /** @type {Record<string, {layer: number|null, layers: number, paused: boolean, reason: string|null}>} */
+    this.adaptation = {};
     /** Until the user interacts, Chrome may refuse to autoplay with sound; we then play muted and ask. */
     this.audioBlocked = false;
     this._play = (video) => this._tryPlay(video);
@@ -210,6 +253,7 @@ export class TileGrid {
       this._countChanged();
     }
     tile.setInfo(participant);
+    if (this.adaptation?.[participant.id] && !tile.received) tile.setReceived(this.adaptation[participant.id]);
     const quality = this.quality.get(participant.id);
     if (quality && !tile.quality) tile.setLinkQuality(quality);
     tile.setTracks(this.media.get(participant.id) ?? { audio: null, video: null }, this._play);
@@ -219,6 +263,15 @@ export class TileGrid {
   setLinkQuality(q) {
     this.quality.set(q.participantId, q);
     this.tiles.get(q.participantId)?.setLinkQuality(q);
+  }
+
+  /**
+   * Our downlink's adaptation (`adaptation` event): per publisher, the layer we get or why its video is paused.
+   * @param {{videos?: Record<string, {layer: number|null, layers: number, paused: boolean, reason: string|null}>}} state
+   */
+  setAdaptation(state) {
+    this.adaptation = state?.videos ?? {};
+    for (const [id, tile] of this.tiles) tile.setReceived(this.adaptation[id] ?? null);
   }
 
   /** @param {string} id */

@@ -416,7 +416,12 @@ def test_retention_deletes_expired_recordings_at_start(tmp_path: Path, clips: di
     try:
         asyncio.run(wait_for(lambda: not (maker.root / expired).exists(), timeout=20))
         assert sorted(os.listdir(maker.root)) == sorted([recent, held])
-        entries = [e for e in audit_log(server) if e["action"] == "retention-delete"]
+
+        def entries_now() -> list[dict[str, Any]]:
+            return [e for e in audit_log(server) if e["action"] == "retention-delete"]
+
+        asyncio.run(wait_for(lambda: entries_now(), timeout=5))  # the audit line follows the deletion
+        entries = entries_now()
         assert [(e["actor"], e["recording"], e["status"]) for e in entries] == [("system", expired, 200)]
     finally:
         server.stop()
