@@ -13,6 +13,7 @@ from aiortc.rtp import RtpPacket
 
 from media import hooks
 from media.transport import ForwardedTrack
+from support import wait_for
 
 
 def test_pinned_versions_are_installed() -> None:
@@ -649,3 +650,50 @@ async def test_a_self_paced_association_takes_data_as_the_cookie_ack_it_lost() -
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_self_paced_association_sends_one_sack_per_interval_not_one_per_packet() -> None:
+    """A burst of probes draws one SACK per ``SACK_INTERVAL`` from the receiving side, not one per packet as from
+    aiortc's own association (a download's SACKs filled a slow uplink), and the last one still acknowledges all."""
+
+    async def sacks_for_a_burst(paced: bool) -> tuple[int, int]:
+        config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        a, b = RTCPeerConnection(config), RTCPeerConnection(config)
+        channels = [pc.createDataChannel("probe", negotiated=True, id=1, ordered=False, maxRetransmits=0)
+                    for pc in (a, b)]
+        received: list[bytes] = []
+        channels[0].on("message", received.append)
+        try:
+            await a.setLocalDescription(await a.createOffer())
+            await b.setRemoteDescription(a.localDescription)
+            await b.setLocalDescription(await b.createAnswer())
+            await a.setRemoteDescription(b.localDescription)
+            if paced:
+                for pc in (a, b):
+                    hooks.pace_sctp_ourselves(pc.sctp)
+            await wait_for(lambda: all(c.readyState == "open" for c in channels), timeout=10)
+            sent = a.sctp._send_chunk
+            sacks: list[object] = []
+
+            async def count_sacks(chunk: object) -> None:
+                if type(chunk).__name__ == "SackChunk":
+                    sacks.append(chunk)
+                await sent(chunk)
+            a.sctp._send_chunk = count_sacks  # type: ignore[method-assign]
+            for i in range(100):  # 100 probes over about 0.2 s
+                channels[1].send(bytes(200))
+                if i % 10 == 9:
+                    await asyncio.sleep(0.02)
+            await wait_for(lambda: len(received) == 100, timeout=5)
+            await asyncio.sleep(hooks.SACK_INTERVAL * 2)
+            assert sacks[-1].cumulative_tsn == a.sctp._last_received_tsn  # type: ignore[attr-defined]
+            await wait_for(lambda: not b.sctp._sent_queue, timeout=2)  # all acknowledged
+            return len(sacks), len(received)
+        finally:
+            await a.close()
+            await b.close()
+
+    aiortc_sacks, _ = await sacks_for_a_burst(paced=False)
+    paced_sacks, _ = await sacks_for_a_burst(paced=True)
+    assert aiortc_sacks >= 50, aiortc_sacks  # aiortc: about one per packet
+    assert paced_sacks <= 0.3 / hooks.SACK_INTERVAL, paced_sacks
