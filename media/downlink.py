@@ -5,7 +5,7 @@ out among the consumers on its connection, without touching what anyone else rec
 
 * the **estimate** starts at ``start_kbps`` and follows the subscriber's receiver reports: their loss (above 10 %
   the estimate drops to what was sent × (1 − loss/2), below 2 % it may grow by 5 % a report, as GCC's loss
-  controller does; less what the publisher's uplink lost before the relay, ``Consumer.upstream_loss``, so that a
+  controller does, though not past what arrived when the link last overflowed, for ``CEILING_HOLD`` seconds; less what the publisher's uplink lost before the relay, ``Consumer.upstream_loss``, so that a
   weak publisher does not lower what everyone else is sent; less the link's own random loss, measured while the
   round trip shows no queue, within two standard deviations; and less what a report counts for a gap in what the
   relay had to send, its publisher's cut link) and the round-trip time they give: a round trip grown well above the
@@ -64,6 +64,7 @@ PROBE_WAIT_MAX = 16.0  # a long link fails trials often; a minute between them l
 LOSS_FLOOR_PACKETS = 100  # reported packets (on a link without a queue) before its random loss is known
 LOSS_FLOOR_MAX = 0.2  # more loss than this is never taken for the link's own
 CEILING_HOLD = 30.0  # after congestion at some rate, no trial goes that high for this long
+TRIAL_GROWTH_MAX = 1.5  # after congestion, no trial asks for more than this times the estimate
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,11 @@ class Estimate:
     """The subscriber's downlink in bit/s, with the probing state (see the module docstring).
 
     Until the first congestion (``slow_start``) a trial asks for twice what is sent, so a good link reaches its
-    top layers in a few trials; after it, one step at a time, and never above the rate that congested the link
-    (``ceiling``) for ``CEILING_HOLD`` seconds.
+    top layers in a few trials; after it, one step at a time, no step above ``TRIAL_GROWTH_MAX`` times the estimate
+    (a full layer on top of two half ones more than doubled what a 250 kbit/s link was sent), and never above what
+    arrived when the link congested (``ceiling``: what was sent, less the loss) for ``CEILING_HOLD`` seconds. A
+    ceiling set by loss (the link overflowed) also bounds the estimate's growth; one set by a growing round trip,
+    which a busy receiver can fake, bounds only trials.
     """
 
     bps: float
@@ -145,6 +149,7 @@ class Estimate:
     slow_start: bool = True
     ceiling: float = 0.0
     ceiling_until: float = 0.0
+    ceiling_from_loss: bool = False
     hold_until: float = 0.0
 
     @property
@@ -172,8 +177,9 @@ class Estimate:
                 bound = min(bound, queued)
             if self.probing:
                 bound = min(bound, self.before_trial)
-            if sent >= 0.7 * self.bps:  # the link was in use near the estimate: its limit is about here
-                self.ceiling, self.ceiling_until = sent, now + CEILING_HOLD
+            if lossy or sent >= 0.7 * self.bps:  # the link was full: its limit is about what arrived
+                self.ceiling = sent * (1 - (loss or 0.0)) if lossy else sent
+                self.ceiling_until, self.ceiling_from_loss = now + CEILING_HOLD, lossy
             self.slow_start = False
             self.bps = max(MIN_BPS, min(self.bps, max(bound, self.bps / 2)))  # at most halved per event
             self.trial_until = 0.0
@@ -185,7 +191,10 @@ class Estimate:
                 self.probe_wait = PROBE_WAIT
                 self.next_probe = now
         elif loss is not None and loss < LOSS_LOW:
-            self.bps = min(MAX_BPS, max(self.bps, min(self.bps * GROWTH, 1.5 * sent + 50_000)))
+            grown = min(self.bps * GROWTH, 1.5 * sent + 50_000)
+            if now < self.ceiling_until and self.ceiling_from_loss:  # not past what arrived when the link overflowed
+                grown = min(grown, self.ceiling)
+            self.bps = min(MAX_BPS, max(self.bps, grown))
 
     def link_returned(self, now: float) -> None:
         """The link is back after an outage: probe again soon, whatever waits earlier congestion had built up."""
@@ -201,6 +210,8 @@ class Estimate:
         target = max(spent + step, 2 * spent) if self.slow_start else spent + step
         target *= 1.01  # the step must fit, rounding included
         if now < self.ceiling_until and target >= self.ceiling:
+            return False
+        if not self.slow_start and target > TRIAL_GROWTH_MAX * self.bps:  # the estimate grows towards it first
             return False
         self.before_trial = self.bps
         self.bps = min(MAX_BPS, max(self.bps, target / HEADROOM))

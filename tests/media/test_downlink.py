@@ -6,6 +6,7 @@ import pytest
 
 from media.downlink import (
     CEILING_HOLD,
+    DECREASE,
     DECREASE_HOLD,
     HEADROOM,
     PROBE_WAIT,
@@ -179,3 +180,37 @@ def test_one_round_trip_far_below_the_others_does_not_become_the_lowest() -> Non
     assert not downlink._queuing(5, 0.15, QUEUE_REPORTS)
     assert not any(downlink._queuing(t, 1.05, QUEUE_REPORTS) for t in range(6, 12))
     assert [downlink._queuing(t, 1.5, QUEUE_REPORTS) for t in range(12, 15)] == [False, False, True]
+
+
+def test_after_congestion_no_trial_asks_for_much_more_than_the_estimate() -> None:
+    """On a 250 kbit/s link: congestion at the start rate leaves a ceiling at what arrived, and a full layer's
+    step on top of two half layers (more than twice what is sent) is not tried until the estimate nears it."""
+    estimate = Estimate(600_000)
+    estimate.feedback(now=3, sent=500_000, loss=0.5, queuing=False)  # half of it lost: about 250 k arrived
+    assert estimate.ceiling == pytest.approx(250_000) and not estimate.slow_start
+    estimate.bps = 360_000
+    assert not estimate.try_step(now=10, spent=230_000, step=60_000)  # 293 k: above what arrived
+    estimate.ceiling_until = 0.0
+    assert not estimate.try_step(now=40, spent=300_000, step=400_000)  # 707 k > 1.5 × 360 k
+    assert estimate.try_step(now=40, spent=300_000, step=200_000)  # 505 k ≤ 540 k
+
+
+def test_the_estimate_does_not_grow_past_its_ceiling_while_it_holds() -> None:
+    estimate = Estimate(600_000)
+    estimate.feedback(now=3, sent=500_000, loss=0.5, queuing=False)  # congested: about 250 k arrived
+    estimate.bps = 240_000
+    for tick in range(20):  # clean reports: 5 % a report, up to the ceiling only
+        estimate.feedback(now=4 + tick / 2, sent=230_000, loss=0.0, queuing=False)
+    assert estimate.bps == pytest.approx(250_000)
+    estimate.feedback(now=4 + CEILING_HOLD, sent=230_000, loss=0.0, queuing=False)
+    assert estimate.bps > 250_000  # once it expires, growth goes on
+
+
+def test_a_queue_alone_bounds_trials_but_not_the_estimates_growth() -> None:
+    """A growing round trip can be a busy receiver's doing: after one, the estimate climbs back as before."""
+    estimate = Estimate(500_000)
+    estimate.feedback(now=3, sent=450_000, loss=0.0, queuing=True)
+    assert estimate.ceiling == pytest.approx(450_000) and estimate.bps == pytest.approx(450_000 * DECREASE)
+    for tick in range(10):
+        estimate.feedback(now=4 + tick / 2, sent=420_000, loss=0.0, queuing=False)
+    assert estimate.bps > 450_000

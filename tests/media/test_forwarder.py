@@ -9,7 +9,7 @@ import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
-from media.forwarder import LOSS_FRESH, Consumer, Producer
+from media.forwarder import LOSS_FRESH, RESEND_BURST, RESEND_MIN_BPS, Consumer, Producer
 from media.transport import ForwardedTrack
 
 
@@ -77,3 +77,19 @@ def test_a_layer_measures_what_its_uplink_lost_before_the_relay() -> None:
         layer.arrived(seq)
     layer.measure(time.monotonic() + 3)
     assert layer.loss == pytest.approx(0.05, abs=0.01)
+
+
+async def test_resends_to_a_consumer_stay_within_their_budget(pc: RTCPeerConnection) -> None:
+    """A congested subscriber NACKs faster than resends can repair: they may add at most a share of the layer's
+    bitrate (a floor for audio and paused layers), in bursts of ``RESEND_BURST`` seconds of it."""
+    producer = Producer("publisher", "video")
+    producer.attach(pc.addTransceiver("video", direction="recvonly"))
+    consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
+    now = time.monotonic()
+    burst = RESEND_MIN_BPS * RESEND_BURST / 8  # bytes: no layer forwarded yet, so the floor
+    sent = 0
+    while consumer._spend_on_resend(1000, now):
+        sent += 1000
+    assert burst - 1000 < sent <= burst
+    assert not consumer._spend_on_resend(1000, now + 0.01)
+    assert consumer._spend_on_resend(1000, now + 1000 * 8 / RESEND_MIN_BPS + 0.01)  # refilled at the rate

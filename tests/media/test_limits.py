@@ -17,6 +17,8 @@ from media import hooks
 from media.errors import MediaError
 from media.limits import AUDIO_ONLY_DOWN_BPS, Limits
 
+pytestmark = pytest.mark.solo
+
 POINT = "ttyt-muong-te-hc1"  # the test doctor's and technician's facility
 
 

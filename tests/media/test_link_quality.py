@@ -13,6 +13,8 @@ from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 from client.link_emulator import Impairment, LinkEmulator
 from client.participant import Participant
 
+pytestmark = pytest.mark.solo
+
 
 @pytest.fixture
 async def cleanup() -> AsyncIterator[list[Participant]]:

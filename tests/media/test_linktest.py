@@ -19,6 +19,8 @@ from client.link_emulator import Impairment, LinkEmulator
 from client.linktest import LinkTestResponder
 from media.linktest import LinkTestPeer, LinkTestPlan
 
+pytestmark = pytest.mark.solo
+
 SHORT = LinkTestPlan(ping_seconds=1.5, connect_timeout=5)
 
 

@@ -21,6 +21,8 @@ from client.receive_stats import DecodeErrors, freezes
 from client.simulcast import Encoding, SimulcastVideo
 from client.speech import SpeechTrack
 
+pytestmark = pytest.mark.solo
+
 # Layers of a 320×240, 15 fps camera, lighter than Chromium's 640×480 ones: two publishers encode three layers each
 # in the test's process on a shared two-core machine. Its grain makes each layer use all of its bitrate.
 ENCODINGS = (Encoding("q", 4, 40), Encoding("h", 2, 120), Encoding("f", 1, 400))

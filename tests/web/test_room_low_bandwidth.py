@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page
 from support import Server
 
 from client.link_emulator import Impairment, LinkEmulator
+
+pytestmark = pytest.mark.solo
 
 # Applied before the page's scripts: offers go through the emulator's rewriting; no local candidate leaves the page.
 THROUGH_EMULATOR = """(() => {
