@@ -51,9 +51,9 @@ PACKET_OVERHEAD = 58  # bytes a packet costs on the wire beyond its payload: RTP
 SEGMENTS_KEPT = 3  # a consumer answers NACKs for packets of its last few layer switches
 RESEND_INTERVAL = 0.1  # s: a packet is resent at most once per this or per round trip, whichever is longer
 RESENT_KEPT = 1024  # packets whose last resend time a consumer remembers
-RESEND_SHARE = 0.5  # resends to a consumer may add at most this share of its layer's bitrate...
-RESEND_MIN_BPS = 64_000  # ...or this much, whichever is more (audio's, a paused layer's)
-RESEND_BURST = 0.5  # s of that rate that may go out at once
+RESEND_SHARE = 1.0  # resends to a consumer may add at most its layer's bitrate...
+RESEND_MIN_BPS = 200_000  # ...or this much, whichever is more (a keyframe after an outage, audio)
+RESEND_BURST = 1.0  # s of that rate that may go out at once
 
 
 def codec_key(codec: Any) -> str:
