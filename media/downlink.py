@@ -65,6 +65,7 @@ LOSS_FLOOR_PACKETS = 100  # reported packets (on a link without a queue) before 
 LOSS_FLOOR_MAX = 0.2  # more loss than this is never taken for the link's own
 CEILING_HOLD = 30.0  # after congestion at some rate, no trial goes that high for this long
 TRIAL_GROWTH_MAX = 1.5  # after congestion, no trial asks for more than this times the estimate
+CUT_LOSS = 0.8  # more loss than this in a report is a cut link (for a moment), not a full one: it sets no ceiling
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,10 @@ class Estimate:
                 bound = min(bound, queued)
             if self.probing:
                 bound = min(bound, self.before_trial)
-            if lossy or sent >= 0.7 * self.bps:  # the link was full: its limit is about what arrived
-                self.ceiling = sent * (1 - (loss or 0.0)) if lossy else sent
-                self.ceiling_until, self.ceiling_from_loss = now + CEILING_HOLD, lossy
+            overflowed = lossy and (loss or 0.0) <= CUT_LOSS  # not a cut link: what arrived is what it carries
+            if overflowed or sent >= 0.7 * self.bps:  # the link was full: its limit is about what arrived
+                self.ceiling = sent * (1 - (loss or 0.0)) if overflowed else sent
+                self.ceiling_until, self.ceiling_from_loss = now + CEILING_HOLD, overflowed
             self.slow_start = False
             self.bps = max(MIN_BPS, min(self.bps, max(bound, self.bps / 2)))  # at most halved per event
             self.trial_until = 0.0

@@ -214,3 +214,13 @@ def test_a_queue_alone_bounds_trials_but_not_the_estimates_growth() -> None:
     for tick in range(10):
         estimate.feedback(now=4 + tick / 2, sent=420_000, loss=0.0, queuing=False)
     assert estimate.bps > 450_000
+
+
+def test_a_link_cut_for_a_moment_leaves_no_ceiling() -> None:
+    """Nearly everything lost says the link was cut, not how much it carries: growth is not held at ~0 after it."""
+    estimate = Estimate(600_000)
+    estimate.feedback(now=3, sent=550_000, loss=1.0, queuing=False)
+    assert estimate.bps == pytest.approx(300_000)
+    for tick in range(10):
+        estimate.feedback(now=4 + tick / 2, sent=280_000, loss=0.0, queuing=False)
+    assert estimate.bps > 400_000
