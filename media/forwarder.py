@@ -49,8 +49,6 @@ LOSS_FRESH = 5.0  # seconds a subscriber's receiver report counts towards what i
 RATE_INTERVAL = 0.5  # layer bitrates are measured over at least this long
 PACKET_OVERHEAD = 58  # bytes a packet costs on the wire beyond its payload: RTP header, extensions, SRTP tag, UDP, IP
 SEGMENTS_KEPT = 3  # a consumer answers NACKs for packets of its last few layer switches
-RESEND_INTERVAL = 0.1  # s: a packet is resent at most once per this or per round trip, whichever is longer
-RESENT_KEPT = 1024  # packets whose last resend time a consumer remembers
 RESEND_SHARE = 1.0  # resends to a consumer may add at most its layer's bitrate...
 RESEND_MIN_BPS = 200_000  # ...or this much, whichever is more (a keyframe after an outage, audio)
 RESEND_BURST = 1.0  # s of that rate that may go out at once
@@ -347,7 +345,6 @@ class Consumer:
         self._frame_open = False  # the newest packet sent did not end its frame (no marker)
         self._segments: list[_Segment] = []
         self._rtx_seq = random.getrandbits(15)
-        self._resent: dict[int, float] = {}  # out_seq → when it was last resent
         self._resend_credit = (0.0, 0.0)  # (bits, at): the resend budget's token bucket
         self._send: Callable[[bytes], None] | None = None
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)
@@ -520,18 +517,12 @@ class Consumer:
         return True
 
     async def _on_nack(self, out_seq: int) -> None:
-        """Answer a consumer's NACK from the producer's history, as RTX when negotiated; a packet resent less than a
-        round trip ago is not sent again (as libwebrtc's sender does). aiortc's receiver NACKs every packet still
-        missing each time a new one goes missing: on a congested link, resending them all each time multiplied
-        the traffic (4 Mbit/s into a 250 kbit/s link in a test) and kept the link congested."""
+        """Answer a consumer's NACK from the producer's history, as RTX when negotiated, within the resend budget.
+        aiortc's receiver NACKs every packet still missing each time a new one goes missing: on a congested link,
+        resending them all each time multiplied the traffic (4 Mbit/s into a 250 kbit/s link in a test)."""
         if not self._active or self.layer is None:
             return
         now = time.monotonic()
-        last = self._resent.get(out_seq)
-        if last is not None and now - last < max(RESEND_INTERVAL, hooks.sender_rtt(self.sender) or 0.0):
-            return
-        if len(self._resent) >= RESENT_KEPT:
-            self._resent.clear()
         segment = next((s for s in self._segments if (out_seq - s.out_start) & 0xFFFF < 0x8000), None)
         if segment is None:
             return
@@ -555,7 +546,6 @@ class Consumer:
             payload = bytes(renumbered)
         if not self._spend_on_resend(len(payload) + PACKET_OVERHEAD + 2, now):
             return
-        self._resent[out_seq] = now
         rtx_type = self._rtx_types.get(payload_type)
         if rtx_type is None:
             data = stamp(template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF, payload=payload), packet.marker,

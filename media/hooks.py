@@ -211,14 +211,6 @@ def hook_sender(
     sender._retransmit = on_nack  # type: ignore[method-assign]
 
 
-def sender_rtt(sender: RTCRtpSender) -> float | None:
-    """The round trip (s) aiortc's sender measured from the receiver's reports, None before the first."""
-    if not hasattr(sender, "_RTCRtpSender__rtt"):
-        raise IncompatibleAiortc("RTCRtpSender no longer keeps its round trip in __rtt")
-    rtt = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
-    return rtt if rtt is None or rtt >= 0 else None
-
-
 class SenderReportState:
     """Writes the counters a sender puts in its RTCP sender reports, as if it had sent our packets itself."""
 
