@@ -55,6 +55,7 @@ class LinkTestResponder:
         self.ended = asyncio.Event()
         self._receipts = wire.ReceiptBook()
         self._rate = 0.0
+        self._size: int | None = None  # bytes per DATA the server asked for (None: ``data_size`` of the rate)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def answer(self, offer: str) -> str:
@@ -92,6 +93,8 @@ class LinkTestResponder:
             return
         if data.get("type") == "send" and isinstance(data.get("kbps"), (int, float)):
             self._rate = max(float(data["kbps"]), 0.0)
+            size = data.get("size")
+            self._size = min(max(size, wire.PING_SIZE), wire.DATA_SIZE) if type(size) is int else None
         elif data.get("type") == "end":
             self._rate = 0.0
             self.ended.set()
@@ -110,7 +113,7 @@ class LinkTestResponder:
             if self._rate != rate:
                 rate, credit_at, sent = self._rate, loop.time(), 0.0
             if rate > 0:
-                size = data_size(rate)
+                size = self._size or data_size(rate)
                 budget = (loop.time() - credit_at) * rate * 125 - sent
                 burst = burst_bytes(rate)
                 if budget > burst:  # held back (a stalled event loop, SCTP's buffer): no catching up in one burst

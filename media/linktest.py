@@ -14,7 +14,9 @@ UDP/TCP/TLS when configured: the client forces those through the TURN server). T
    client's DATA itself, and learns what the client received only from verified receipts, placed in time by the
    client's clock (``linktest_wire``) so a receipt held back behind a lost one still counts where it belongs.
    Both ends pace their DATA themselves: SCTP's congestion window is off (``hooks.pace_sctp_ourselves``), as it
-   would halve on every random loss and measure a TCP-like share of the link instead of what it can carry.
+   would halve on every random loss and measure a TCP-like share of the link instead of what it can carry;
+4. **loss**: the smallest probes both ways at once, paced well below the throughput just found (no queue fills, so
+   every probe lost is the link's): thousands of samples in a few seconds where the pings give hundreds.
 
 Rates are UDP payload rates (data-channel bytes plus SCTP and DTLS headers), what SRTP media would occupy.
 The result is raw measurements; ``signaling/verdict.py`` turns them into words.
@@ -53,6 +55,10 @@ SILENCE_SECONDS = 6.0  # nothing from the client this long (it sends a receipt e
 SATURATED_HOLD = 0.5  # seconds a step that filled the link keeps it full, to read the rate the link delivers
 RECEIPT_WAIT = 2.0  # at most this long for the receipts covering a downstream step (a lost one is resent in order)
 CLOCK_SLACK = 0.02  # seconds a receipt's time may seem to precede the probes it proves (timer granularity)
+LOSS_SHARE = 0.65  # the loss phase offers this share of each direction's throughput: room for SACKs and receipts
+LOSS_SIZE = wire.PING_SIZE  # bytes per loss-phase DATA: the smallest probe, the most samples a link's rate allows
+LOSS_MAX_PPS = 300  # loss-phase probes a second, per direction, at most: samples enough, and a light load on a server
+LOSS_SAMPLES = 2400  # the loss phase ends once this many probes were sent and arrived, both ways (0.6 point at 10 %)
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
@@ -63,8 +69,9 @@ class LinkTestPlan:
 
     paths: tuple[str, ...] = ("udp",)
     connect_timeout: float = 8.0
-    ping_seconds: float = 6.0
+    ping_seconds: float = 2.0
     ping_interval: float = 0.02
+    loss_seconds: float = 6.0  # at most: it ends sooner once it has LOSS_SAMPLES
     step_seconds: float = 0.5
     start_kbps: float = 100.0
     max_kbps: float = 3000.0
@@ -83,7 +90,7 @@ class LinkTestPlan:
 
     @property
     def expected_seconds(self) -> float:
-        return 1.0 + self.ping_seconds + 2 * self.ramp_seconds * 0.7
+        return 1.0 + self.ping_seconds + 2 * self.ramp_seconds * 0.7 + self.loss_seconds + 0.5
 
 
 @dataclass
@@ -126,6 +133,10 @@ class LinkTestPeer:
         self._up_arrivals: list[tuple[float, int]] = []  # (server time, UDP payload bytes)
         self._up_rates: dict[int, float] = {}  # kbit/s the client said it sends at → when its first such DATA came
         self._up_seqs: list[tuple[float, int]] = []  # (server time, the client's DATA sequence number)
+        self._loss_tag: int | None = None  # the rate tag of the client's loss-phase DATA
+        self._loss_up: list[int] = []  # the client's loss-phase DATA sequence numbers that arrived
+        self._loss_sent = 0  # loss-phase probes sent downstream
+        self._loss_covered = 0.0  # server time before which every downstream loss probe's receipt is in
         self._windows: dict[str, list[tuple[float, float, float]]] = {}  # direction → (start, end, kbit/s) per step
         self._receipts: list[tuple[float, float, int]] = []  # (arrival, client's time, down DATA bytes proven)
         self._clock_offset: float | None = None  # server time − client time, least of all receipts (the promptest)
@@ -138,6 +149,7 @@ class LinkTestPeer:
         self._stop_reason: str | None = None
         self._forged: str | None = None
         self._rate = 0.0  # kbit/s the downstream pacer sends at
+        self._size: int | None = None  # bytes per downstream DATA (None: ``data_size`` of the rate)
         self._heard_at = 0.0  # when anything last arrived from the client on the measured path
         self.finished = False
 
@@ -268,6 +280,8 @@ class LinkTestPeer:
             self._up_arrivals.append((now, len(data) + OVERHEAD_BYTES))
             self._up_rates.setdefault(nonce, now)  # upstream DATA carries its sender's rate in the nonce field
             self._up_seqs.append((now, seq))
+        elif kind == wire.DATA and self._phase == "loss" and nonce == self._loss_tag:
+            self._loss_up.append(seq)
 
     # -- the test -----------------------------------------------------------------------------------------
 
@@ -280,6 +294,7 @@ class LinkTestPeer:
                 await self._ping_phase()
                 await self._ramp("down")
                 await self._ramp("up")
+                await self._loss_phase()
                 self._measured.update(self._ping_figures(with_data=True))
                 self._send_control({"type": "end"})
         except _Stopped:
@@ -361,6 +376,7 @@ class LinkTestPeer:
         assert self._chosen is not None
         loop = asyncio.get_running_loop()
         seq, nonce = self._book.issue(size, loop.time(), phase)
+        self._loss_sent += phase == "loss"
         try:
             self._chosen.probe.send(wire.pack(kind, seq, nonce, loop.time(), size))
         except Exception:  # the channel closed under us: the state handler stops the test
@@ -392,9 +408,8 @@ class LinkTestPeer:
     def _ping_figures(self, settled_only: bool = False, with_data: bool = False) -> dict[str, Any]:
         """RTT, jitter and loss of the ping phase. ``settled_only`` (a test stopped mid-phase): only the pings whose
         receipt and PONG had time to arrive before the last receipt did, so the cut is not counted as loss.
-        ``with_data`` (both ramps done): loss also counts the DATA of the steps that left the link room to spare
-        (``_clear_data``), two to four times the pings' samples on a fast link: loss is a proportion, and 200
-        pings alone leave it ±2 points (two standard errors) at 10 %."""
+        ``with_data`` (the test done): loss also counts the loss phase's probes (``_loss_data``) and the DATA of the
+        ramp steps that left the link room to spare (``_clear_data``)."""
         pings = [s for s, p in self._book.sent.items() if p.phase == "ping"]
         if settled_only:
             rtts = sorted(self._pongs.values())
@@ -411,9 +426,9 @@ class LinkTestPeer:
             figures["jitterMs"] = round(statistics.fmean(diffs), 1) if diffs else 0.0
         down_sent, down_got, up_sent, up_got = len(pings), len(received), len(received), len(echoed)
         if with_data:
-            extra = self._clear_data()
-            down_sent, down_got = down_sent + extra[0], down_got + extra[1]
-            up_sent, up_got = up_sent + extra[2], up_got + extra[3]
+            for extra in (self._clear_data(), self._loss_data()):
+                down_sent, down_got = down_sent + extra[0], down_got + extra[1]
+                up_sent, up_got = up_sent + extra[2], up_got + extra[3]
             figures["lossSamples"] = down_sent + up_sent
         if down_sent:
             figures["lossDown"] = round(1 - down_got / down_sent, 4)
@@ -591,6 +606,49 @@ class LinkTestPeer:
                 return
             await self._sleep(0.05)
 
+    async def _loss_phase(self) -> None:
+        """Loss, from the smallest probes both ways at once at ``LOSS_SHARE`` of each direction's throughput: a
+        proportion's standard error is √(p(1−p)/n), and the pings' few hundred samples leave it ±1 point at 10 %."""
+        self._enter("loss")
+        loop = asyncio.get_running_loop()
+        base_rtt = self._measured.get("rttMs") or 50.0
+        lag = base_rtt / 1000 + 0.05
+        pacer = asyncio.ensure_future(self._pace("down"))
+        try:
+            await self._settle(base_rtt, max(RTT_RISE_MS, base_rtt / 2))  # the upstream ramp's queue drains first
+            up = loss_kbps((self._measured.get("up") or {}).get("kbps"), self.plan.start_kbps)
+            while wire.rate_tag(up) in self._up_rates:  # its tag tells its DATA from the ramp's still on the way
+                up += 1
+            self._loss_tag = wire.rate_tag(up)
+            self._send_control({"type": "send", "kbps": up, "size": LOSS_SIZE})
+            self._size = LOSS_SIZE
+            self._rate = loss_kbps((self._measured.get("down") or {}).get("kbps"), self.plan.start_kbps)
+            start, next_progress = loop.time(), 0.0
+            while (elapsed := loop.time() - start) < self.plan.loss_seconds:
+                samples = self._loss_sent + len(self._loss_up)
+                if samples >= LOSS_SAMPLES:
+                    break
+                if elapsed >= next_progress:
+                    next_progress += 0.5
+                    await self._progress("loss", max(elapsed / self.plan.loss_seconds, samples / LOSS_SAMPLES))
+                await self._sleep(min(0.1, self.plan.loss_seconds - elapsed))
+        finally:
+            self._rate, self._size = 0.0, None
+            self._send_control({"type": "send", "kbps": 0})
+            pacer.cancel()
+        await self._await_receipts(loop.time() + lag)
+        await self._sleep(lag)  # the client's last DATA
+        # a receipt held back past the wait (one lost, SCTP not yet resending it) must not turn probes into losses
+        self._loss_covered = (self._down_received()[-1][0] if self._receipts else 0.0) - lag
+
+    def _loss_data(self) -> tuple[int, int, int, int]:
+        """(sent, received) downstream, then upstream, of the loss phase's probes: downstream those the receipts
+        had time to cover, upstream the span of the client's sequence numbers that arrived."""
+        sent = [seq for seq, p in self._book.sent.items() if p.phase == "loss" and p.sent_at < self._loss_covered]
+        seqs = set(self._loss_up)
+        up_sent = max(seqs) - min(seqs) + 1 if seqs else 0
+        return len(sent), sum(seq in self._book.received for seq in sent), up_sent, len(seqs)
+
     async def _pace(self, direction: str) -> None:
         """Interleaved pings always; DATA at ``self._rate`` for the downstream ramp (the client paces upstream)."""
         loop = asyncio.get_running_loop()
@@ -606,7 +664,7 @@ class LinkTestPeer:
             if self._rate != rate:  # a new step: its own budget from now
                 rate, credit_at, sent_bytes = self._rate, now, 0.0
             if direction == "down" and rate > 0:
-                size = data_size(rate)
+                size = self._size or data_size(rate)
                 budget = (now - credit_at) * rate * 125 - sent_bytes
                 burst = burst_bytes(rate)
                 if budget > burst:  # held back (a stalled event loop, SCTP's buffer): no catching up in one burst
@@ -614,7 +672,7 @@ class LinkTestPeer:
                     budget = burst
                 backlog_limit = max(rate * 125 * BACKLOG_SECONDS, 4 * wire.DATA_SIZE)
                 while budget >= size + OVERHEAD_BYTES and probe.bufferedAmount < backlog_limit:
-                    if not self._send_probe(wire.DATA, size, "down"):
+                    if not self._send_probe(wire.DATA, size, self._phase):
                         return
                     sent_bytes += size + OVERHEAD_BYTES
                     budget -= size + OVERHEAD_BYTES
@@ -650,6 +708,13 @@ def throughput_kbps(steps: list[_Step], saturated: bool) -> float | None:
     if saturated:
         return steps[-1].kept_kbps
     return max(s.received_kbps for s in steps)
+
+
+def loss_kbps(throughput: float | None, floor: float) -> float:
+    """The loss phase's rate for a direction: ``LOSS_SHARE`` of its throughput (of ``floor`` when the ramp found
+    none), in whole kbit/s (its rate tag), at most ``LOSS_MAX_PPS`` of the smallest probes."""
+    most = LOSS_MAX_PPS * (LOSS_SIZE + OVERHEAD_BYTES) * 8 / 1000
+    return float(max(round(min(LOSS_SHARE * (throughput or floor), most)), 1))
 
 
 def burst_bytes(kbps: float) -> float:

@@ -2,8 +2,8 @@
 
 Two negotiated data channels per connection (both sides create them with fixed ids, no in-band handshake):
 
-* ``control`` (id 0, reliable, ordered): JSON text. Server → client ``{"type": "send", "kbps": R}`` (send DATA
-  upstream at R kbit/s; 0 = stop) and ``{"type": "end"}``; client → server ``{"type": "receipt", "t": T,
+* ``control`` (id 0, reliable, ordered): JSON text. Server → client ``{"type": "send", "kbps": R, "size": S}``
+  (send DATA upstream at R kbit/s, of S bytes each if S is given, else ``linktest.data_size(R)``; 0 = stop) and ``{"type": "end"}``; client → server ``{"type": "receipt", "t": T,
   "runs": [[a, b], ...], "x": "<16 hex digits>"}``: which of the server's probes it received since its last
   receipt, written at ``T`` ms of the client's monotonic clock (any origin).
 * ``probe`` (id 1, unordered, no retransmission): binary probes, ``kind(1) seq(4) nonce(8) time(8)`` then padding.

@@ -498,8 +498,11 @@ class TurnConfig(_Section):
 class LinkTestConfig(_Section):
     """The technician's link test of a connection point against this media server (docs/linktest.md)."""
 
-    ping_seconds: float = Field(default=6.0, ge=0.5, le=30)
-    """How long RTT, jitter and loss are sampled (a ping every ping_interval_ms)."""
+    ping_seconds: float = Field(default=2.0, ge=0.5, le=30)
+    """How long RTT and jitter are sampled (a ping every ping_interval_ms)."""
+    loss_seconds: float = Field(default=6.0, ge=0.5, le=30)
+    """Longest loss sampling after the ramps (small probes both ways, below the throughput found; it ends sooner
+    once it has 2400 samples)."""
     ping_interval_ms: float = Field(default=20.0, ge=5, le=200)
     """Gap between pings: 20 ms is an audio packet's pace. Denser pings fill a slow lossy far link with their SCTP
     acknowledgements (12.5 ms queued 300 ms at 128 kbit/s, 100 ms and 5 % loss)."""

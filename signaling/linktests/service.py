@@ -86,7 +86,7 @@ class LinkTests:
         return LinkTestPlan(
             paths=tuple(paths), connect_timeout=c.connect_timeout_seconds, ping_seconds=c.ping_seconds,
             ping_interval=c.ping_interval_ms / 1000, step_seconds=c.step_seconds, max_kbps=c.max_kbps,
-            ramp_seconds=c.ramp_seconds,
+            ramp_seconds=c.ramp_seconds, loss_seconds=c.loss_seconds,
         )
 
     # -- events -------------------------------------------------------------------------------------------

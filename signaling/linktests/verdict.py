@@ -58,6 +58,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "ping": ("đo độ trễ", "measuring delay"),
     "down": ("đo tốc độ tải xuống", "measuring download"),
     "up": ("đo tốc độ tải lên", "measuring upload"),
+    "loss": ("đo tỉ lệ mất gói", "measuring packet loss"),
 }
 
 

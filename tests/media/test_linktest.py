@@ -21,7 +21,7 @@ from media.linktest import LinkTestPeer, LinkTestPlan
 
 pytestmark = pytest.mark.solo
 
-SHORT = LinkTestPlan(ping_seconds=1.5, connect_timeout=5)
+SHORT = LinkTestPlan(ping_seconds=1.5, loss_seconds=1.0, connect_timeout=5)
 
 
 class Run:
@@ -86,17 +86,18 @@ async def test_added_delay_is_measured_as_rtt(runs: list[Run]) -> None:
                                   "remoteAddress": measured["paths"][0]["remoteAddress"]}]
     # every phase reported its progress, in order
     phases = [p["phase"] for p in runs[0].progress]
-    assert phases[0] == "connect" and {"ping", "down", "up"} <= set(phases)
-    assert phases.index("ping") < phases.index("down") < phases.index("up")
+    assert phases[0] == "connect" and {"ping", "down", "up", "loss"} <= set(phases)
+    assert phases.index("ping") < phases.index("down") < phases.index("up") < phases.index("loss")
     assert all(0 <= p["progress"] <= 1 for p in runs[0].progress)
 
 
 async def test_random_loss_is_measured_each_way(runs: list[Run]) -> None:
-    plan = replace(SHORT, ping_seconds=4, ping_interval=0.01, max_kbps=400)  # 400 pings each way
-    measured = await measure(runs, Impairment(loss=0.03), Impairment(loss=0.03), plan)
-    assert measured["pings"] == 400
-    assert within(measured["loss"], 0.03, 0.015, 0), measured["loss"]
-    assert within(measured["lossDown"], 0.03, 0.025, 0) and within(measured["lossUp"], 0.03, 0.025, 0)
+    # the loss phase's small probes, both ways at once: thousands of samples (one standard error ≈ 0.4 point at 5 %)
+    lossy = Impairment(loss=0.05, rate_kbps=512)
+    measured = await measure(runs, lossy, lossy, replace(SHORT, loss_seconds=4, max_kbps=1000))
+    assert measured["lossSamples"] >= 2000, measured["lossSamples"]
+    assert within(measured["loss"], 0.05, 0.015, 0), measured["loss"]
+    assert within(measured["lossDown"], 0.05, 0.025, 0) and within(measured["lossUp"], 0.05, 0.025, 0), measured
 
 
 async def test_rate_limits_are_measured_both_ways(runs: list[Run]) -> None:

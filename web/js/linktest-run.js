@@ -6,7 +6,7 @@ import { io } from '/static/vendor/socket.io-client-4.8.4/socket.io.esm.min.js';
 import { LinkTestResponder } from './linktest-wire.js';
 
 /** Share of the whole test each phase stands for (progress bar), in the order they run. */
-const PHASES = /** @type {const} */ ([['connect', 0.05], ['ping', 0.3], ['down', 0.325], ['up', 0.325]]);
+const PHASES = /** @type {const} */ ([['connect', 0.05], ['ping', 0.12], ['down', 0.29], ['up', 0.29], ['loss', 0.25]]);
 
 /** Overall fraction done, from the server's phase and its fraction of that phase. @param {string} phase @param {number} fraction */
 export function overallProgress(phase, fraction) {

@@ -80,6 +80,7 @@ export class LinkTestResponder {
     this.probe.binaryType = 'arraybuffer';
     this.receipts = new ReceiptBook();
     this.rate = 0;
+    this.size = 0; // bytes per DATA the server asked for (0: dataSize of the rate)
     this.ended = false;
     this.timers = /** @type {number[]} */ ([]);
     this.control.addEventListener('message', (e) => this.onControl(e.data));
@@ -123,8 +124,10 @@ export class LinkTestResponder {
   onControl(data) {
     let message;
     try { message = JSON.parse(data); } catch { return; }
-    if (message?.type === 'send' && typeof message.kbps === 'number') this.rate = Math.max(message.kbps, 0);
-    else if (message?.type === 'end') { this.rate = 0; this.ended = true; }
+    if (message?.type === 'send' && typeof message.kbps === 'number') {
+      this.rate = Math.max(message.kbps, 0);
+      this.size = Number.isInteger(message.size) ? Math.min(Math.max(message.size, HEADER_SIZE), DATA_SIZE) : 0;
+    } else if (message?.type === 'end') { this.rate = 0; this.ended = true; }
   }
 
   sendReceipt() {
@@ -142,7 +145,7 @@ export class LinkTestResponder {
       const now = performance.now();
       if (this.rate !== rate) { rate = this.rate; creditAt = now; sent = 0; }
       if (rate <= 0) return;
-      const size = dataSize(rate);
+      const size = this.size || dataSize(rate);
       let budget = ((now - creditAt) / 1000) * rate * 125 - sent;
       const burst = burstBytes(rate);
       if (budget > burst) { sent += budget - burst; budget = burst; } // after a stall: no catching up in one burst

@@ -76,7 +76,7 @@ async def test_a_technician_tests_a_point_of_their_facility_and_its_history_keep
     assert {p["path"]: p["status"] for p in result["paths"]} == {
         "udp": "ok", "tcp": "not-supported", "turn-udp": "not-configured", "turn-tcp": "not-configured",
         "turn-tls": "not-configured"}
-    assert [p["phase"] for p in progress][0] == "connect" and progress[-1]["phase"] == "up"
+    assert [p["phase"] for p in progress][0] == "connect" and progress[-1]["phase"] == "loss"
 
     status, history = await server.get(f"/api/points/{OWN_POINT}/link-tests", user="technician")
     assert status == 200 and [t["id"] for t in history["tests"]] == [result["id"]]
