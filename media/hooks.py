@@ -714,6 +714,13 @@ class _SelfPacedSctp(RTCSctpTransport):
     _sack_sent_at: float
     _sack_timer: asyncio.TimerHandle | None
     _sack_task: asyncio.Future[None] | None
+    on_packet: Callable[[int], None] | None
+    """Told the size of every SCTP packet that arrives (all chunks: DATA, SACK, FORWARD TSN...)."""
+
+    async def _handle_data(self, data: bytes) -> None:
+        if self.on_packet is not None:
+            self.on_packet(len(data))
+        await super()._handle_data(data)
 
     @property
     def _cwnd(self) -> int:
@@ -806,3 +813,4 @@ def pace_sctp_ourselves(transport: RTCSctpTransport | None) -> None:
     transport.__class__ = _SelfPacedSctp
     assert isinstance(transport, _SelfPacedSctp)
     transport._sack_sent_at, transport._sack_timer, transport._sack_task = 0.0, None, None
+    transport.on_packet = None
