@@ -10,8 +10,9 @@ profile's rates, delay and loss; the strong site S is on loopback. *down* is wha
 receives from W. After a warm-up the run measures a steady window, cuts W's link both ways for 5 s (an outage),
 restores it and measures again. Figures:
 
-* **audio loss**: packets missing at the receiver and not repaired by the next packet's in-band FEC, over the
-  steady windows (before the outage, and from 5 s after the link returns);
+* **audio loss**: packets missing at the receiver and not repaired by a retransmission (the receivers NACK lost
+  speech, as browsers do) or by the next packet's in-band FEC, among those sent in the steady windows (before the
+  outage, and from 5 s after the link returns; repairs counted until each window ends, 2 s after its last packet);
 * **fps**: video frames decoded per second over the same windows;
 * **freezes**: WebRTC's ``freezeCount`` definition (a gap > max(3 × the mean of the last 30 gaps, mean + 150 ms))
   over the whole run after the warm-up, leaving out the one the outage causes; and the longest of them;
@@ -52,6 +53,7 @@ ENCODINGS = (Encoding("q", 4, 40), Encoding("h", 2, 120), Encoding("f", 1, 400))
 OUTAGE = 5.0
 SETTLE_AFTER_OUTAGE = 5.0  # the steady window after the outage starts this long after the link returns
 TARGET_LOSS, TARGET_FREEZE, TARGET_RECOVERY = 0.01, 2.0, 3.0
+REPAIR_WAIT = 2.0  # audio loss counts the packets sent until this long before a window ends: two 1 s round trips
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def measure(video: ReceivedTrack, audio: ReceivedTrack, windows: list[tuple[floa
     expected = lost = 0
     frames = 0
     for since, until in windows:
-        figures = audio.audio_loss.figures(since, until)
+        figures = audio.audio_loss.figures(since, until, repair_wait=REPAIR_WAIT)
         expected += figures.expected
         lost += figures.lost - figures.recovered
         frames += sum(1 for t in video.frame_times if since <= t < until)

@@ -214,6 +214,7 @@ class Participant:
                             transceiver.receiver,
                             lambda packet: is_vp8(packet) and is_vp8_keyframe_start(packet.payload), is_vp8)
                     if received.kind == "audio":
+                        hooks.nack_audio(transceiver)  # ask the relay again for lost speech, as a browser does
                         loss = received.audio_loss = AudioLoss()
                         hooks.observe_receiver(transceiver.receiver,
                                                lambda packet: loss.add(packet.sequence_number, packet.payload))
