@@ -82,7 +82,7 @@ class Layer:
         self.octets = 0
         self.packets = 0
         self.rate = 0.0  # bit/s on the wire, smoothed
-        self.active = True  # packets arrived during the last measurement
+        self.active = True  # new packets arrived during the last measurement
         self.highest: int | None = None  # extended sequence number of the newest packet
         self.arrivals = 0  # every packet, padding and repairs included
         self.loss = 0.0  # share of packets lost on the way to the relay, smoothed
@@ -105,9 +105,11 @@ class Layer:
             return
         sent = ((self.octets - octets) + (self.packets - packets) * PACKET_OVERHEAD) * 8 / elapsed
         self.rate = sent if not self.rate else 0.5 * self.rate + 0.5 * sent
-        self.active = self.packets > packets
-        self._mark = (self.octets, self.packets, now)
         highest, arrivals = self._seen
+        # new packets, not repairs: a layer its publisher has stopped gets retransmissions for a second or two more
+        # (answers to NACKs for its last packets), and a subscriber left on it meanwhile sees nothing decodable
+        self.active = self.packets > packets and (not arrivals or self.highest != highest)
+        self._mark = (self.octets, self.packets, now)
         if self.highest is not None:
             expected = self.highest - highest if arrivals else self.arrivals
             if expected > 0:

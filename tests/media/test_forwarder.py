@@ -79,6 +79,26 @@ def test_a_layer_measures_what_its_uplink_lost_before_the_relay() -> None:
     assert layer.loss == pytest.approx(0.05, abs=0.01)
 
 
+def test_a_layer_that_only_gets_retransmissions_is_inactive() -> None:
+    from media.forwarder import Layer
+
+    layer = Layer(2, 1234, "f")
+    for seq in range(100):
+        layer.arrived(seq)
+        layer.packets += 1
+    layer.measure(time.monotonic() + 1)
+    assert layer.active
+    for seq in (40, 41, 40):  # the publisher stopped the layer; its answers to NACKs still come
+        layer.arrived(seq)
+        layer.packets += 1
+    layer.measure(time.monotonic() + 2)
+    assert not layer.active
+    layer.arrived(100)
+    layer.packets += 1
+    layer.measure(time.monotonic() + 3)
+    assert layer.active
+
+
 async def test_resends_to_a_consumer_stay_within_their_budget(pc: RTCPeerConnection) -> None:
     """A congested subscriber NACKs faster than resends can repair: they may add at most a share of the layer's
     bitrate (a floor for audio and paused layers), in bursts of ``RESEND_BURST`` seconds of it."""
