@@ -28,7 +28,8 @@ TOKEN = "scrape-token-for-tests-0123456789"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path_factory.mktemp("cluster"), "redis://127.0.0.1:6379/0",
                       extra={"HOICHAN_METRICS__TOKEN": TOKEN, "HOICHAN_RECORDING__POLICY": "always",
-                             "HOICHAN_LINKTEST__PING_SECONDS": "1", "HOICHAN_LINKTEST__MAX_KBPS": "800"})
+                             "HOICHAN_LINKTEST__PING_SECONDS": "1", "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
+                             "HOICHAN_LINKTEST__MAX_KBPS": "800"})
     try:
         cluster.add_signaling()
         cluster.add_signaling()

@@ -13,6 +13,7 @@ from signaling.cli_linktest import EXIT_CODES, EXIT_REFUSED, EXIT_USAGE, describ
 
 server = server_fixture("cli-linktest", {
     "HOICHAN_LINKTEST__PING_SECONDS": "1",
+    "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
     "HOICHAN_LINKTEST__MAX_KBPS": "800",
     "HOICHAN_LINKTEST__MIN_INTERVAL_SECONDS": "300",
 })

@@ -40,7 +40,8 @@ def stored_result(n: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("points"), env={
-        "HOICHAN_LINKTEST__PING_SECONDS": "1", "HOICHAN_LINKTEST__RAMP_SECONDS": "2",
+        "HOICHAN_LINKTEST__PING_SECONDS": "1", "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
+        "HOICHAN_LINKTEST__RAMP_SECONDS": "2",
         "HOICHAN_LINKTEST__MAX_KBPS": "400", "HOICHAN_LINKTEST__MIN_INTERVAL_SECONDS": "0",
     })
     history = LinkTestHistory(connect(srv.tmp / "data"))

@@ -19,6 +19,7 @@ from signaling.directory import load_directory
 
 server = server_fixture("points-pages", {
     "HOICHAN_LINKTEST__PING_SECONDS": "2",
+    "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
     "HOICHAN_LINKTEST__RAMP_SECONDS": "4",
     "HOICHAN_LINKTEST__MAX_KBPS": "1500",
 })
@@ -208,6 +209,7 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
 def turn_server(tmp_path_factory: pytest.TempPathFactory, turn: TurnServer) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("turn-points"), env={
         "HOICHAN_LINKTEST__PING_SECONDS": "1",
+        "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
         "HOICHAN_LINKTEST__RAMP_SECONDS": "2",
         "HOICHAN_LINKTEST__MAX_KBPS": "800",
         "HOICHAN_LINKTEST__CONNECT_TIMEOUT_SECONDS": "5",

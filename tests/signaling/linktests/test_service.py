@@ -16,6 +16,7 @@ from client.linktest import LinkTestError, LinkTestResponder, LinkTestSession
 
 SHORT = {
     "HOICHAN_LINKTEST__PING_SECONDS": "1",
+    "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
     "HOICHAN_LINKTEST__MAX_KBPS": "800",
     "HOICHAN_LINKTEST__CONNECT_TIMEOUT_SECONDS": "3",
     "HOICHAN_LINKTEST__MIN_INTERVAL_SECONDS": "300",

@@ -29,6 +29,7 @@ def turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
 def server(tmp_path_factory: pytest.TempPathFactory, turn: TurnServer) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("turn-linktests"), env={
         "HOICHAN_LINKTEST__PING_SECONDS": "1",
+        "HOICHAN_LINKTEST__LOSS_SECONDS": "1",
         "HOICHAN_LINKTEST__MAX_KBPS": "800",
         "HOICHAN_LINKTEST__CONNECT_TIMEOUT_SECONDS": "3",
         "HOICHAN_LINKTEST__MIN_INTERVAL_SECONDS": "0",
