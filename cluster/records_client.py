@@ -19,12 +19,17 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = ["Breaker", "RecordsRedis", "connect_records"]
 
 T = TypeVar("T")
+
+STALE_RETRY = (RedisConnectionError,)
+"""What a command is retried for, once, on a fresh connection: a pooled connection that a restarted Redis closed
+("Connection closed by server": a consult request failed so once Redis came back, in a CI run). Not for a timeout:
+a Redis that hangs must hold a request for one timeout, not two."""
 
 
 class Breaker:
@@ -71,8 +76,9 @@ class RecordsRedis(Redis):
 
 
 def connect_records(url: str, connect_timeout: float, command_timeout: float) -> RecordsRedis:
-    """Text replies (``decode_responses``), no retries, the timeouts given, a breaker of its own."""
+    """Text replies (``decode_responses``), the timeouts given, a breaker of its own, and one retry on a fresh
+    connection when a connection fails (``STALE_RETRY``)."""
     client = RecordsRedis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=command_timeout,
-                                   retry=Retry(NoBackoff(), 0), decode_responses=True)
+                                   retry=Retry(NoBackoff(), 1, STALE_RETRY), decode_responses=True)
     client.breaker = Breaker()
     return client
