@@ -15,7 +15,7 @@ run: $(STAMP_RUN)
 # Two workers for most of the suite (it waits on processes and links more than it computes), then the tests that
 # measure media at the issues' bounds on their own, so a busy neighbour cannot skew their figures.
 test: $(STAMP_TEST)
-	$(BIN)/pytest -q -n 4 --dist loadfile -m "not solo"
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not solo"
 	$(BIN)/pytest -q -m solo
 
 bench: $(STAMP_TEST)
