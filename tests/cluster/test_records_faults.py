@@ -25,6 +25,13 @@ class Port:
     port = 6379
 
 
+def make_recording(tmp_path: Path) -> str:
+    """A finished recording in the processes' recordings directory; its id."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    return RecordingMaker(tmp_path / "recordings", make_clips(clips)).make()
+
+
 async def test_with_redis_unreachable_records_answer_service_degraded_and_none_is_lost(tmp_path: Path) -> None:
     proxy = Balancer([Port()])  # type: ignore[list-item]  # the processes reach Redis only through it
     await proxy.start()
@@ -32,10 +39,7 @@ async def test_with_redis_unreachable_records_answer_service_degraded_and_none_i
     try:
         sig_a, sig_b = cluster.add_signaling(), cluster.add_signaling()
         consult_id = await answered_consult(sig_a, sig_b)
-        clips = tmp_path / "clips"
-        clips.mkdir()
-        maker = RecordingMaker(tmp_path / "recordings", make_clips(clips))
-        recording_id = maker.make()
+        recording_id = make_recording(tmp_path)
         assert await download(sig_b, f"/api/recordings/{recording_id}") == 200
         await proxy.close()  # Redis unreachable
 
@@ -111,10 +115,7 @@ async def test_a_full_redis_refuses_new_records_as_service_degraded_and_keeps_th
     try:
         sig_a, sig_b = cluster.add_signaling(), cluster.add_signaling()
         consult_id = await answered_consult(sig_a, sig_b)
-        clips = tmp_path / "clips"
-        clips.mkdir()
-        maker = RecordingMaker(tmp_path / "recordings", make_clips(clips))
-        recording_id = maker.make()
+        recording_id = make_recording(tmp_path)
         assert await download(sig_a, f"/api/recordings/{recording_id}") == 200
         used = int(admin.info("memory")["used_memory"])
         admin.config_set("maxmemory", used // 2)  # full: well over its limit, whatever expires meanwhile
