@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -58,7 +59,7 @@ RECEIPT_WAIT = 2.0  # at most this long for the receipts covering a downstream s
 CLOCK_SLACK = 0.02  # seconds a receipt's time may seem to precede the probes it proves (timer granularity)
 LOSS_SHARE = 0.65  # the loss phase offers this share of each direction's throughput: room for SACKs and receipts
 LOSS_SIZE = wire.PING_SIZE  # bytes per loss-phase DATA: the smallest probe, the most samples a link's rate allows
-LOSS_MAX_PPS = 300  # loss-phase probes a second, per direction, at most: samples enough, and a light load on a server
+LOSS_MAX_PPS = 500  # loss-phase probes a second, per direction, at most: samples enough, and a light load on a server
 LOSS_SAMPLES = 2400  # the loss phase ends once this many probes were sent and arrived, both ways (0.6 point at 10 %)
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -70,14 +71,14 @@ class LinkTestPlan:
 
     paths: tuple[str, ...] = ("udp",)
     connect_timeout: float = 8.0
-    ping_seconds: float = 2.0
+    ping_seconds: float = 1.5
     ping_interval: float = 0.02
     loss_seconds: float = 6.0  # at most: it ends sooner once it has LOSS_SAMPLES
     step_seconds: float = 0.5
     start_kbps: float = 100.0
     max_kbps: float = 3000.0
     ramp_seconds: float = 8.0  # at most, per direction
-    ramp_factor: float = 2.0
+    ramp_factor: float = 3.0  # about: the ladder's steps are even, from start_kbps to max_kbps (``ladder``)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LinkTestPlan:
@@ -88,6 +89,16 @@ class LinkTestPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": list(self.paths)}
+
+    def ladder(self) -> list[float]:
+        """The ramp's rates: geometric from ``start_kbps`` to exactly ``max_kbps``, each about ``ramp_factor`` times
+        the one before (100, 311, 965, 3000 kbit/s). Ending on the ceiling spares a last step barely above the one
+        before it, which a fast link's random loss can leave unsaturated and so costs one more step."""
+        span = self.max_kbps / self.start_kbps
+        if span <= 1:
+            return [self.max_kbps]
+        count = max(round(math.log(span) / math.log(self.ramp_factor)), 1)
+        return [float(round(self.start_kbps * span ** (i / count))) for i in range(count + 1)]
 
     @property
     def expected_seconds(self) -> float:
@@ -144,6 +155,7 @@ class LinkTestPeer:
         self._chosen: _Path | None = None
         self._phase = "connect"
         self._phase_started = 0.0
+        self._phase_seconds: dict[str, float] = {}  # how long each phase took: where a test's time went
         self._measured: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
@@ -303,6 +315,7 @@ class LinkTestPeer:
                 await self._loss_phase()
                 self._measured.update(self._ping_figures(with_data=True))
                 self._send_control({"type": "end"})
+                self._enter("done")
         except _Stopped:
             pass
         except Exception:
@@ -341,8 +354,10 @@ class LinkTestPeer:
         await self._notify(self.test_id, "linktest-progress", {"phase": phase, "progress": round(fraction, 3)})
 
     def _enter(self, phase: str) -> None:
-        self._phase = phase
-        self._phase_started = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        if self._phase_started:
+            self._phase_seconds[self._phase] = round(now - self._phase_started, 2)
+        self._phase, self._phase_started = phase, now
 
     async def _connect(self) -> None:
         self._enter("connect")
@@ -519,7 +534,7 @@ class LinkTestPeer:
         rise = max(RTT_RISE_MS, base_rtt / 2)
         # what arrives of an offered rate when the link is not full: random loss takes its share
         delivered = 1.0 - min(float(self._measured.get("lossDown" if down else "lossUp") or 0.0), 0.5)
-        rate = plan.start_kbps
+        ladder = plan.ladder()
         steps: list[_Step] = []
         saturated = False
         pacer = asyncio.ensure_future(self._pace(direction))
@@ -527,7 +542,7 @@ class LinkTestPeer:
         first_t0 = 0.0
         try:
             await self._settle(base_rtt, rise)
-            while True:
+            for rate in ladder:
                 self._rate = rate
                 t0 = loop.time()
                 if direction == "up":
@@ -582,9 +597,8 @@ class LinkTestPeer:
                     break
                 # ramp_seconds of stepping, plus each step's round trips (a far link's steps must not be cut short)
                 allowed = plan.ramp_seconds + (len(steps) + 1) * 2 * lag
-                if rate >= plan.max_kbps or loop.time() - ramp_start + plan.step_seconds + 2 * lag > allowed:
+                if loop.time() - ramp_start + plan.step_seconds + 2 * lag > allowed:
                     break
-                rate = min(rate * plan.ramp_factor, plan.max_kbps)
         finally:
             self._rate = 0.0
             if direction == "up":
@@ -702,6 +716,7 @@ class LinkTestPeer:
             "stoppedIn": None if complete else self._phase,
             "stopReason": self._stop_reason,
             "forged": self._forged,
+            "phaseSeconds": dict(self._phase_seconds),
         })
         if "paths" not in measured:
             measured["paths"] = [{"path": p, "ok": None, "error": "not-tried"} for p in self._paths]

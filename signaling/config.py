@@ -498,7 +498,7 @@ class TurnConfig(_Section):
 class LinkTestConfig(_Section):
     """The technician's link test of a connection point against this media server (docs/linktest.md)."""
 
-    ping_seconds: float = Field(default=2.0, ge=0.5, le=30)
+    ping_seconds: float = Field(default=1.5, ge=0.5, le=30)
     """How long RTT and jitter are sampled (a ping every ping_interval_ms)."""
     loss_seconds: float = Field(default=6.0, ge=0.5, le=30)
     """Longest loss sampling after the ramps (small probes both ways, below the throughput found; it ends sooner

@@ -233,6 +233,6 @@ class LinkTests:
             "downAtLeast": bool(down) and not down.get("saturated"),
             "upAtLeast": bool(up) and not up.get("saturated"),
             "details": {"pings": measured.get("pings"), "downSteps": down.get("steps", []),
-                        "upSteps": up.get("steps", [])},
+                        "upSteps": up.get("steps", []), "phaseSeconds": measured.get("phaseSeconds", {})},
             "verdict": verdict(measured, self._context),
         }

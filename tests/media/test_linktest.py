@@ -89,6 +89,18 @@ async def test_added_delay_is_measured_as_rtt(runs: list[Run]) -> None:
     assert phases[0] == "connect" and {"ping", "down", "up", "loss"} <= set(phases)
     assert phases.index("ping") < phases.index("down") < phases.index("up") < phases.index("loss")
     assert all(0 <= p["progress"] <= 1 for p in runs[0].progress)
+    # and says where the test's time went: the pings took their planned time, every phase some
+    took = measured["phaseSeconds"]
+    assert list(took) == ["connect", "ping", "down", "up", "loss"] and all(s > 0 for s in took.values()), took
+    assert SHORT.ping_seconds <= took["ping"] < SHORT.ping_seconds + 1.5, took
+
+
+def test_the_ramp_climbs_evenly_to_its_ceiling() -> None:
+    # a last step barely above the one before would cost a far link a step's round trips for no news
+    assert LinkTestPlan().ladder() == [100, 311, 965, 3000]
+    assert LinkTestPlan(max_kbps=1000).ladder() == [100, 316, 1000]
+    assert LinkTestPlan(max_kbps=100_000, ramp_factor=2).ladder()[-1] == 100_000
+    assert LinkTestPlan(start_kbps=100, max_kbps=100).ladder() == [100]
 
 
 async def test_random_loss_is_measured_each_way(runs: list[Run]) -> None:
