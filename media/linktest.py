@@ -74,7 +74,7 @@ class LinkTestPlan:
     ping_seconds: float = 1.5
     ping_interval: float = 0.02
     loss_seconds: float = 6.0  # at most: it ends sooner once it has LOSS_SAMPLES
-    step_seconds: float = 0.5
+    step_seconds: float = 0.4
     start_kbps: float = 100.0
     max_kbps: float = 3000.0
     ramp_seconds: float = 8.0  # at most, per direction

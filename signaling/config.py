@@ -506,7 +506,7 @@ class LinkTestConfig(_Section):
     ping_interval_ms: float = Field(default=20.0, ge=5, le=200)
     """Gap between pings: 20 ms is an audio packet's pace. Denser pings fill a slow lossy far link with their SCTP
     acknowledgements (12.5 ms queued 300 ms at 128 kbit/s, 100 ms and 5 % loss)."""
-    step_seconds: float = Field(default=0.5, ge=0.1, le=5)
+    step_seconds: float = Field(default=0.4, ge=0.1, le=5)
     """Length of each throughput ramp step."""
     ramp_seconds: float = Field(default=8.0, ge=1, le=60)
     """Longest a throughput ramp may take, per direction."""

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from media.linktest_wire import DATA, PING, ForgedReceipt, NonceBook, ReceiptBook, pack, runs_of, unpack
+from media.linktest_wire import DATA, ForgedReceipt, NonceBook, ReceiptBook, pack, runs_of, unpack
 
 
 def test_probes_round_trip_and_junk_is_not_a_probe() -> None:
