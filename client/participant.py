@@ -25,7 +25,7 @@ from aiortc import (
 from aiortc.rtp import RtpPacket
 from aiortc.mediastreams import MediaStreamError
 
-from media import hooks
+from media import hooks, nack
 from media.rtp import is_vp8_keyframe_start
 
 from .link_emulator import LinkEmulator
@@ -205,14 +205,16 @@ class Participant:
                     received = ReceivedTrack(info["participantId"], info["kind"], track)
                     counted = received.received_bytes
                     hooks.observe_receiver(transceiver.receiver, lambda packet: counted.add(packet.payload))
-                    if received.kind == "video" and self.consume:  # only a decoder needs getting past a gap
-                        def is_vp8(packet: RtpPacket, transceiver: RTCRtpTransceiver = transceiver) -> bool:
-                            return any(c.payloadType == packet.payload_type and c.mimeType.lower() == "video/vp8"
-                                       for c in hooks.negotiated_codecs(transceiver))
+                    if received.kind == "video":
+                        nack.install(transceiver.receiver)  # lost repairs asked for again each round trip, as a browser
+                        if self.consume:  # only a decoder needs getting past a gap
+                            def is_vp8(packet: RtpPacket, transceiver: RTCRtpTransceiver = transceiver) -> bool:
+                                return any(c.payloadType == packet.payload_type and c.mimeType.lower() == "video/vp8"
+                                           for c in hooks.negotiated_codecs(transceiver))
 
-                        hooks.decode_from_keyframes(
-                            transceiver.receiver,
-                            lambda packet: is_vp8(packet) and is_vp8_keyframe_start(packet.payload), is_vp8)
+                            hooks.decode_from_keyframes(
+                                transceiver.receiver,
+                                lambda packet: is_vp8(packet) and is_vp8_keyframe_start(packet.payload), is_vp8)
                     if received.kind == "audio":
                         hooks.nack_audio(transceiver)  # ask the relay again for lost speech, as a browser does
                         loss = received.audio_loss = AudioLoss()

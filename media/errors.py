@@ -6,3 +6,7 @@ class MediaError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class IncompatibleAiortc(RuntimeError):
+    """The installed aiortc/aioice is not the one the hooks (``hooks.py``, ``nack.py``) were written against."""

@@ -26,7 +26,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpRrPacket, RtpPacket
 
-from . import hooks
+from . import hooks, nack
 from .rtp import (
     ExtensionKey,
     Vp8Ids,
@@ -150,6 +150,9 @@ class Producer:
         receiver = transceiver.receiver
         if self.kind == "video":
             hooks.prepare_simulcast_receiver(receiver)
+            generator = nack.of(receiver)
+            if generator is not None:
+                generator.on_lost = self._lost_upstream
         hooks.tap_receiver(receiver, lambda packet: self._on_packet(receiver, packet))
         hooks.rewrite_receiver_rtcp(receiver, self._upstream_rtcp)
 
@@ -212,6 +215,13 @@ class Producer:
             for report in packet.reports:
                 report.fraction_lost = max(report.fraction_lost, worst)
         return packet
+
+    def _lost_upstream(self, ssrc: int) -> None:
+        """Packets of a layer will not come (an outage's gap, or NACKs that went unanswered): every subscriber of
+        that layer is stuck until its next keyframe, so ask for it now rather than when each subscriber notices."""
+        layer = self._by_ssrc.get(ssrc)
+        if layer is not None and not self._closed and any(c.layer == layer.index for c in self.consumers):
+            self.request_keyframe(layer.index)
 
     def request_keyframe(self, layer: int | None = None) -> None:
         """Ask the publisher for a keyframe of ``layer`` (every layer: None), coalescing bursts of requests."""

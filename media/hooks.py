@@ -25,7 +25,6 @@ from aiortc import codecs as aiortc_codecs
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
-from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtcsctptransport import (
     SCTP_DATA_UNORDERED,
     CookieAckChunk,
@@ -43,14 +42,14 @@ from aiortc.rtp import (
     RtpPacket,
     pack_remb_fci,
     unpack_remb_fci,
+    unwrap_rtx,
 )
+
+from . import nack
+from .errors import IncompatibleAiortc
 
 PINNED_AIORTC = "1.16.0"
 PINNED_AIOICE = "0.13.0"
-
-
-class IncompatibleAiortc(RuntimeError):
-    """The installed aiortc/aioice is not the one these hooks were written against."""
 
 
 def check_versions() -> None:
@@ -115,34 +114,18 @@ def negotiate_simulcast_extensions() -> None:
             video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
 
 
-class _NackPerSsrc:
-    """aiortc's receiver-wide NACK generator, one per SSRC: simulcast layers have sequence numbers of their own."""
-
-    def __init__(self) -> None:
-        self._generators: dict[int, NackGenerator] = {}
-        self.missing: set[int] = set()
-
-    def add(self, packet: RtpPacket) -> bool:
-        generator = self._generators.get(packet.ssrc)
-        if generator is None:
-            generator = self._generators[packet.ssrc] = NackGenerator()
-        missed = generator.add(packet)
-        self.missing = generator.missing  # read by the receiver right after, for this packet's SSRC
-        return missed
-
-
 def prepare_simulcast_receiver(receiver: RTCRtpReceiver) -> None:
     """Let a video receiver take several rid-named streams on one m-line, each with its RTX.
 
     aiortc keeps one NACK generator per receiver, which would mix the layers' sequence numbers into a storm of
-    NACKs; and it maps RTX to media only through SSRCs signalled in the SDP, which a browser sending simulcast
+    NACKs (``nack.py``'s keeps them apart, and retries); and it maps RTX to media only through SSRCs signalled in the SDP, which a browser sending simulcast
     does not signal: its RTX packets carry the repaired stream's rid instead (in its first packets, until a
     receiver report acknowledges the SSRC, so this runs before aiortc sees the packet).
     """
     for name in ("_RTCRtpReceiver__nack_generator", "_RTCRtpReceiver__rtx_ssrc"):
         if not hasattr(receiver, name):
             raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
-    receiver._RTCRtpReceiver__nack_generator = _NackPerSsrc()  # type: ignore[attr-defined]
+    nack.install(receiver)
     rtx_to_media: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     media_of_rid: dict[str, int] = {}
     handle = receiver._handle_rtp_packet
@@ -172,19 +155,30 @@ def decode_from_keyframes(receiver: RTCRtpReceiver, is_keyframe_start: Callable[
     media packets (``is_media``: not retransmissions) keep arriving sends a PLI (at most one per ``stuck_after``).
     """
     name = "_RTCRtpReceiver__jitter_buffer"
-    if not hasattr(receiver, name) or not hasattr(receiver, "_send_rtcp_pli"):
-        raise IncompatibleAiortc(f"RTCRtpReceiver has no {name} or _send_rtcp_pli")
+    for needed in (name, "_send_rtcp_pli", "_RTCRtpReceiver__rtx_ssrc", "_RTCRtpReceiver__codecs"):
+        if not hasattr(receiver, needed):
+            raise IncompatibleAiortc(f"RTCRtpReceiver has no {needed}")
     handle = receiver._handle_rtp_packet
     origin: int | None = None
     moved_at = asked_at = time.monotonic()
+
+    def unwrapped(packet: RtpPacket) -> RtpPacket:
+        """The media packet an RTX packet repairs (a keyframe's first packet lost and resent is still one)."""
+        media_ssrc = receiver._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)  # type: ignore[attr-defined]
+        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
+        apt = codec.parameters.get("apt") if codec is not None else None
+        if media_ssrc is None or not isinstance(apt, int) or len(packet.payload) < 2:
+            return packet
+        return unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
 
     async def skip_and_handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         nonlocal origin, moved_at, asked_at
         jitter = getattr(receiver, name)
         now = time.monotonic()
         start = jitter._origin
-        if start is not None and is_keyframe_start(packet):
-            ahead = (packet.sequence_number - start) & 0xFFFF
+        media = unwrapped(packet)
+        if start is not None and is_keyframe_start(media):
+            ahead = (media.sequence_number - start) & 0xFFFF
             if 0 < ahead < jitter.capacity and any(
                     jitter._packets[(start + i) % jitter.capacity] is None for i in range(ahead)):
                 jitter.remove(ahead)
@@ -515,8 +509,9 @@ def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
     # audio retransmissions come on the media stream itself, counted there as received: put them back as lost
-    generator = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
-    repaired = generator.repaired if isinstance(generator, _RepairCountingNackGenerator) else 0
+    generator = nack.of(receiver)
+    repaired = generator.repaired if generator is not None and receiver.track is not None and \
+        receiver.track.kind == "audio" else 0
     return [
         ReceivedStream(ssrc, stream.packets_received - repaired, stream.packets_lost + repaired,
                        stream.jitter / stream._clockrate * 1000)
@@ -610,19 +605,6 @@ def negotiate_opus_nack() -> None:
     raise IncompatibleAiortc("aiortc offers no Opus codec")
 
 
-class _RepairCountingNackGenerator(NackGenerator):
-    """aiortc's NACK generator, counting the missing packets that arrived later (repaired by retransmission)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.repaired = 0
-
-    def add(self, packet: RtpPacket) -> bool:
-        if packet.sequence_number in self.missing:
-            self.repaired += 1
-        return super().add(packet)
-
-
 def nack_audio(transceiver: RTCRtpTransceiver) -> bool:
     """Have an audio receiver NACK the packets it misses when its Opus negotiated ``nack``; True when it does.
 
@@ -630,16 +612,12 @@ def nack_audio(transceiver: RTCRtpTransceiver) -> bool:
     stream's sequence numbers. It counts what retransmissions repaired, so ``received_streams`` still reports the
     network's loss before repair. Idempotent across renegotiations.
     """
-    name = "_RTCRtpReceiver__nack_generator"
     receiver = transceiver.receiver
-    if not hasattr(receiver, name):
-        raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
     if not any(c.mimeType.lower() == "audio/opus" and any(f.type == "nack" and not f.parameter
                                                            for f in c.rtcpFeedback)
                for c in negotiated_codecs(transceiver)):
         return False
-    if getattr(receiver, name) is None:
-        setattr(receiver, name, _RepairCountingNackGenerator())
+    nack.install(receiver)
     return True
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
+from media import nack
 from media.forwarder import LOSS_FRESH, RESEND_BURST, RESEND_MIN_BPS, Consumer, Producer
 from media.transport import ForwardedTrack
 
@@ -113,3 +116,38 @@ async def test_resends_to_a_consumer_stay_within_their_budget(pc: RTCPeerConnect
     assert burst - 1000 < sent <= burst
     assert not consumer._spend_on_resend(1000, now + 0.01)
     assert consumer._spend_on_resend(1000, now + 1000 * 8 / RESEND_MIN_BPS + 0.01)  # refilled at the rate
+
+
+async def test_packets_lost_for_good_upstream_ask_the_publisher_for_a_keyframe(pc: RTCPeerConnection) -> None:
+    """A gap no NACK can fill (here an outage's: nothing arrived for over ``STALE_GAP``) leaves every subscriber of
+    the layer stuck until a keyframe: the relay asks for one at once, when someone watches the layer."""
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    receiver = transceiver.receiver
+    receiver._RTCRtpReceiver__codecs[96] = RTCRtpCodecParameters(  # type: ignore[attr-defined]
+        mimeType="video/VP8", clockRate=90000, payloadType=96)
+    producer = Producer("publisher", "video")
+    producer.attach(transceiver)
+    consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
+    plis: list[int] = []
+
+    async def pli(media_ssrc: int) -> None:
+        plis.append(media_ssrc)
+
+    receiver._send_rtcp_pli = pli  # type: ignore[method-assign]
+
+    def packet(seq: int) -> RtpPacket:
+        return RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=7, payload=b"\x10\x00\x00")
+
+    for seq in (1, 2, 3, 5, 4):  # an ordinary loss, repaired
+        await receiver._handle_rtp_packet(packet(seq), 0)
+    await asyncio.sleep(nack.STALE_GAP + 0.1)
+    await receiver._handle_rtp_packet(packet(80), 0)
+    await asyncio.sleep(0.01)
+    assert plis == []  # nobody forwards the layer: no keyframe is asked for
+    await asyncio.sleep(nack.RTT_INITIAL * nack.RETRY_MARGIN + 0.1)  # the outage's packets, asked once, given up
+    consumer.layer = 0  # a subscriber watches it
+    await asyncio.sleep(nack.STALE_GAP + 0.1)
+    await receiver._handle_rtp_packet(packet(160), 0)
+    await asyncio.sleep(0.01)
+    assert plis == [7]
+    nack.of(receiver).stop()  # type: ignore[union-attr]

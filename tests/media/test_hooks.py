@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 
 import aioice.ice
@@ -516,9 +517,12 @@ async def test_a_keyframe_gets_a_video_receiver_past_a_packet_that_never_came() 
 
         receiver._send_rtcp_pli = capture_pli  # type: ignore[method-assign]
         receiver._send_rtcp_nack = no_nack  # type: ignore[method-assign]
-        keyframes = {300}
-        hooks.decode_from_keyframes(receiver, lambda p: p.sequence_number in keyframes, lambda p: True,
-                                    stuck_after=0.2)
+        codecs[97] = RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                           parameters={"apt": 96})
+        receiver._RTCRtpReceiver__rtx_ssrc[9] = 5  # type: ignore[attr-defined]
+        keyframes = {300, 310}
+        hooks.decode_from_keyframes(receiver, lambda p: p.payload_type == 96 and p.sequence_number in keyframes,
+                                    lambda p: p.payload_type == 96, stuck_after=0.2)
         jitter = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
 
         async def send(seq: int) -> None:  # one packet per frame
@@ -537,6 +541,13 @@ async def test_a_keyframe_gets_a_video_receiver_past_a_packet_that_never_came() 
         await send(300)  # and that keyframe starts afresh: what was in front of it is dropped
         await send(301)
         assert jitter._origin == 301
+        for seq in (303, 304):  # 302 never arrives either
+            await send(seq)
+        # the next keyframe's first packet is lost and comes back as a retransmission (RTX): it too starts afresh
+        await receiver._handle_rtp_packet(RtpPacket(payload_type=97, sequence_number=1, timestamp=310 * 3000, ssrc=9,
+                                                    payload=struct.pack("!H", 310) + b"\x10\x00\x00"), 0)
+        await send(311)
+        assert jitter._origin == 311
     finally:
         await pc.close()
 
