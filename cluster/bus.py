@@ -43,10 +43,20 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+def stop_if_cancelled() -> None:
+    """End a reader whose cancel was swallowed: Python 3.11's ``asyncio.wait_for`` (inside redis-py) drops a cancel
+    that lands once its inner call is done, and the task then polls on, "cancelling", while a server's shutdown
+    waits for it until the process is killed."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def pop_forever(redis: Redis, key: str, handle: Handler, what: str) -> None:
     """BLPOP ``key`` until cancelled, handing each message to ``handle``; survives Redis going away and back."""
     failing = False
     while True:
+        stop_if_cancelled()
         try:
             item = await redis.blpop([key], timeout=POLL)
         except (RedisError, OSError) as exc:
@@ -86,6 +96,7 @@ async def subscribe_forever(redis: Redis, channels: list[str], handle: Callable[
                 logger.warning("%s: Redis reachable again", what)
             failing = False
             while True:
+                stop_if_cancelled()
                 message = await pubsub.get_message(timeout=POLL)
                 if message is not None:
                     await handle(message["data"])
@@ -93,6 +104,7 @@ async def subscribe_forever(redis: Redis, channels: list[str], handle: Callable[
             if not failing:
                 logger.error("%s: Redis unreachable (%s); retrying every %.1f s", what, exc, RETRY)
             failing = True
+            stop_if_cancelled()
             await asyncio.sleep(RETRY)
         finally:
             with contextlib.suppress(Exception):

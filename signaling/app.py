@@ -393,12 +393,16 @@ def create_app(config: Config) -> web.Application:
         await presence.close()
         if link is not None:
             await link.close()
+        # Before cluster.close(), which closes the Redis client (cluster.redis) that the caps channel's subscriber
+        # reads from: closed under it, the subscriber reconnects and re-subscribes, and a cancel that lands in
+        # redis-py's asyncio.wait_for is dropped on Python 3.11 (the inner send is already done), so the task never
+        # ends, runner.cleanup() never returns and the process ignores SIGTERM until it is killed.
+        await site_limits.close()
         if cluster is not None:
             await cluster.close()
         else:
             await media.close()
         await link_history.close()
-        await site_limits.close()
         await records.close()
 
     app.on_startup.append(start_media)

@@ -4,6 +4,7 @@ polling."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import functools
 import os
@@ -171,12 +172,15 @@ class Server:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM (a clean shutdown); one that hangs is killed with its media workers, not left as orphans."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
         self._log.close()
 
     async def login(self, user: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cluster_support import needs_redis
 
-from cluster.bus import Caller, Responder
+from cluster.bus import POLL, Caller, Responder, subscribe_forever
 from cluster.connect import connect
 from cluster.keys import Keys
 from media.errors import MediaError
@@ -87,3 +87,23 @@ async def test_a_node_that_does_not_answer_is_a_clear_timeout(bus: Any) -> None:
     await asyncio.sleep(0.3)
     assert await caller.call("n1", "echo") == {"echo": {}}
     assert [method for method, _ in node.ran] == ["echo"]
+
+
+async def test_a_subscriber_ends_when_cancelled_just_after_its_redis_client_closed() -> None:
+    """A shutdown that closes the Redis client under a subscriber, then cancels it: redis-py reconnects and
+    re-subscribes inside ``asyncio.wait_for``, which on Python 3.11 can swallow the cancel. The reader must end
+    anyway, or the server's shutdown waits on it until the process is killed."""
+    redis, blocking = connect("redis://127.0.0.1:6379/0")
+    await blocking.aclose()
+
+    async def ignore(data: bytes) -> None:
+        pass
+
+    for _ in range(5):
+        reader = asyncio.ensure_future(subscribe_forever(redis, [f"test-{uuid.uuid4().hex}"], ignore, "test"))
+        await asyncio.sleep(0.2)
+        await redis.aclose()
+        await asyncio.sleep(0.001)
+        reader.cancel()
+        done, _ = await asyncio.wait([reader], timeout=3 * POLL)
+        assert done, "the subscriber kept running after its cancel"
