@@ -220,15 +220,16 @@ class SimulcastVideo:
         self._choose_encodings()
 
     def _choose_encodings(self) -> None:
-        """Keep encodings from the lowest up while they fit (the lowest always), as Chromium does: an encoding
-        stays on while the ones below it plus a quarter of its own bitrate (about Chromium's minimum for a top
-        layer, which it then sends at what is left) fit in the REMB and the limit."""
+        """Keep encodings from the lowest up while they fit (the lowest always), as Chromium does. Chromium keeps a
+        top layer on from about a quarter of its bitrate and sends it at what is left; these encoders send each
+        layer at its full bitrate, so a layer stays on only while it fits whole: kept on at a quarter, the half
+        layer overfilled a 200 kbit/s uplink by its own bitrate and the queue dropped its keyframes."""
         estimates = (self.remb, self.loss_estimate) if self.follow_remb else ()
         limits = [b for b in (*estimates, self.max_bitrate) if b is not None]
         bitrate = min(limits) if limits else 1 << 40
         below = 0
         for i, stream in enumerate(self.streams):
-            active = i == 0 or below + stream.encoding.kbps * 250 <= bitrate
+            active = i == 0 or below + stream.encoding.kbps * 1000 <= bitrate
             below += stream.encoding.kbps * 1000
             if active and not stream.active:
                 stream.keyframe = True  # a resumed encoding starts with a keyframe
