@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 from cluster_support import Cluster, PrivateRedis, join_ack, needs_redis_server, reachable
 from support import PatternVideoTrack, ToneAudioTrack, free_port, wait_for
@@ -34,6 +36,14 @@ def frames(x: Participant, y: Participant) -> int:
     return received.frames if received is not None else 0
 
 
+def video_kbps(x: Participant, y: Participant, seconds: int = 8) -> list[float]:
+    """The video kbit/s ``x`` received from ``y`` in each of the last ``seconds`` seconds (why it froze, if it did)."""
+    received = x.video_from(y.id or "")
+    now = time.monotonic()
+    return [] if received is None else [
+        round(received.received_bytes.kbps(now - k - 1, now - k)) for k in reversed(range(seconds))]
+
+
 @needs_redis_server
 async def test_media_survives_redis_going_away_and_everyone_re_registers(tmp_path: Path) -> None:
     redis = PrivateRedis(tmp_path)
@@ -48,6 +58,9 @@ async def test_media_survives_redis_going_away_and_everyone_re_registers(tmp_pat
                   for name in "AB"]
         people.append(late := Participant(signaling.url, "after", "C", tracks=[PatternVideoTrack()], consume=False))
         a, b = people[:2]
+        adaptation: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}  # what each one's downlink did, if it froze
+        for person in (a, b):
+            person.sio.on("adaptation", lambda data, name=person.name: adaptation[name].append(data))
         await a.join()
         await b.join()
         await wait_for(lambda: frames(a, b) > 10 and frames(b, a) > 10, 15)
@@ -74,7 +87,8 @@ async def test_media_survives_redis_going_away_and_everyone_re_registers(tmp_pat
         await asyncio.sleep(3)  # signaling saw Redis back; a node that re-registered is not taken for dead
         seen = (frames(a, b), frames(b, a))
         await asyncio.sleep(3)  # (a loaded machine decodes in fits and starts: a window of seconds, not one)
-        assert frames(a, b) > seen[0] + 20 and frames(b, a) > seen[1] + 20, (seen, frames(a, b), frames(b, a))
+        assert frames(a, b) > seen[0] + 20 and frames(b, a) > seen[1] + 20, (
+            seen, frames(a, b), frames(b, a), video_kbps(a, b), video_kbps(b, a), adaptation)
         assert not a.errors and not b.errors, a.errors + b.errors  # never told to reconnect
 
         await late.join()  # new rooms work again
