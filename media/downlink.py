@@ -341,8 +341,9 @@ class Downlink:
         if step is not None and heard and not self.video_off and not capped and not (loss or 0) > LOSS_LOW:
             if self.estimate.try_step(now, audio_bps + spent, step):
                 chosen, _, _ = allocate_video(self.estimate.bps * HEADROOM - audio_bps, needs)
-        for consumer, layer in zip(video, chosen, strict=True):
-            consumer.set_target(layer)
+        for consumer, need, layer in zip(video, needs, chosen, strict=True):
+            if need.layers or self.video_off:  # a publisher sending nothing (its link cut) is not paused: its
+                consumer.set_target(layer)  # subscribers take its first keyframe when it is back, not a tick later
         self._report(audio, chosen_audio, video, needs, chosen, withheld, capped)
 
     def _feedback(self, consumers: list[Consumer], now: float,

@@ -120,7 +120,8 @@ async def test_resends_to_a_consumer_stay_within_their_budget(pc: RTCPeerConnect
 
 async def test_packets_lost_for_good_upstream_ask_the_publisher_for_a_keyframe(pc: RTCPeerConnection) -> None:
     """A gap no NACK can fill (here an outage's: nothing arrived for over ``STALE_GAP``) leaves every subscriber of
-    the layer stuck until a keyframe: the relay asks for one at once, when someone watches the layer."""
+    the layer stuck until a keyframe: the relay restarts them from the next one and asks for it at once, when
+    someone watches the layer."""
     transceiver = pc.addTransceiver("video", direction="recvonly")
     receiver = transceiver.receiver
     receiver._RTCRtpReceiver__codecs[96] = RTCRtpCodecParameters(  # type: ignore[attr-defined]
@@ -145,9 +146,11 @@ async def test_packets_lost_for_good_upstream_ask_the_publisher_for_a_keyframe(p
     await asyncio.sleep(0.01)
     assert plis == []  # nobody forwards the layer: no keyframe is asked for
     await asyncio.sleep(nack.RTT_INITIAL * nack.RETRY_MARGIN + 0.1)  # the outage's packets, asked once, given up
+    consumer.activate()
     consumer.layer = 0  # a subscriber watches it
     await asyncio.sleep(nack.STALE_GAP + 0.1)
     await receiver._handle_rtp_packet(packet(160), 0)
     await asyncio.sleep(0.01)
     assert plis == [7]
+    assert consumer.layer is None  # it restarts at the keyframe: what follows the hole is of no use to it
     nack.of(receiver).stop()  # type: ignore[union-attr]

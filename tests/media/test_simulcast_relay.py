@@ -11,6 +11,7 @@ import pytest
 from aiortc.rtp import RtpPacket
 from support import PatternVideoTrack, Server, wait_for
 
+from client.link_emulator import Impairment, LinkEmulator
 from client.participant import Participant
 from client.receive_stats import DecodeErrors
 from client.simulcast import SimulcastVideo
@@ -120,3 +121,31 @@ async def test_a_layer_stopped_mid_frame_leaves_a_gap_not_a_truncated_frame(serv
         await wait_for(lambda: bool(cut), timeout=30)
         await wait_for(lambda: frames_at(b, a, HALF) > 30, timeout=15)
         assert errors.count == 0, f"{errors.count} frames failed to decode"
+
+
+async def test_after_its_link_was_cut_a_publisher_is_seen_again_from_its_lowest_layer(
+        server: Server, cleanup: list[Any]) -> None:
+    """A publisher's link cut for seconds leaves a hole in every layer that no NACK fills: its subscribers restart
+    from the first keyframe of any layer up to their target, the lowest's (a few packets, so whole a round trip
+    sooner on a lossy uplink), and move up at the top layer's keyframe."""
+    link = LinkEmulator()
+    simulcast = SimulcastVideo(PatternVideoTrack(), follow_remb=False)
+    a = Participant(server.url, "outage", "A", tracks=[SpeechTrack()], simulcast=simulcast, emulator=link)
+    b = Participant(server.url, "outage", "B", tracks=[SpeechTrack()])
+    cleanup += [a, b]
+    try:
+        with DecodeErrors() as errors:
+            await a.join()
+            await b.join()
+            await wait_for(lambda: frames_at(b, a, FULL) > 30, timeout=20)
+            video = b.video_from(a.id or "")
+            assert video is not None
+            link.set(up=Impairment(loss=1.0), down=Impairment(loss=1.0))
+            await asyncio.sleep(2.5)
+            quarter, full = frames_at(b, a, QUARTER), frames_at(b, a, FULL)
+            link.set(up=Impairment(), down=Impairment())
+            await wait_for(lambda: frames_at(b, a, FULL) > full + 20, timeout=10)
+            assert errors.count == 0, f"{errors.count} frames failed to decode"
+        assert frames_at(b, a, QUARTER) > quarter, video.sizes  # it came back on the lowest layer first
+    finally:
+        link.close()
