@@ -15,7 +15,8 @@ restores it and measures again. Figures:
   outage, and from 5 s after the link returns; repairs counted until each window ends, 2 s after its last packet);
 * **fps**: video frames decoded per second over the same windows;
 * **freezes**: WebRTC's ``freezeCount`` definition (a gap > max(3 × the mean of the last 30 gaps, mean + 150 ms))
-  over the whole run after the warm-up, leaving out the one the outage causes; and the longest of them;
+  over the whole run after the warm-up, leaving out the one the outage causes, plus any stretch over 2 s without a
+  frame at a steady window's start or end (video paused throughout); and the longest of them;
 * **recovery**: from the moment the link returns until both a video frame has been decoded and audio has arrived
   again, in each direction (the larger of the two is reported).
 
@@ -44,7 +45,7 @@ from relay import LOGS, ROOT, SERVE, Processes, free_port, wait_listening
 
 from client.link_emulator import Impairment, LinkEmulator
 from client.participant import Participant, ReceivedTrack
-from client.receive_stats import freezes
+from client.receive_stats import Freeze, freezes
 from client.simulcast import Encoding, SimulcastVideo
 from client.speech import SpeechTrack
 from media import hooks
@@ -133,6 +134,14 @@ def measure(video: ReceivedTrack, audio: ReceivedTrack, windows: list[tuple[floa
     seconds = sum(until - since for since, until in windows)
     # the outage's own freeze: the gap that contains the cut (its last frame came before the link returned)
     found = [f for f in freezes(video.frame_times, warm, end) if not (f.at < restored and f.at + f.seconds > cut)]
+    # a video paused through a window's start or end has no frame there to begin a freeze from: the stretch with no
+    # frame at a window's edge counts too (without this, video paused for the whole first window read as no freeze)
+    for since, until in windows:
+        inside = [t for t in video.frame_times if since <= t < until]
+        edges = [since, *inside[:1], *inside[-1:], until]
+        for at, gap in ((edges[0], edges[1] - edges[0]), (edges[-2], edges[-1] - edges[-2])):
+            if gap > TARGET_FREEZE and not any(f.at <= at + gap and f.at + f.seconds >= at for f in found):
+                found.append(Freeze(at, gap))
     first_frame = next((t for t in video.frame_times if t >= restored), None)
     arrivals = audio.audio_loss._arrivals  # noqa: SLF001 (read-only: the first packet after the return)
     first_audio = next((at for at, _, _ in arrivals if at >= restored), None)
