@@ -40,7 +40,12 @@ async def test_with_redis_unreachable_records_answer_service_degraded_and_none_i
         sig_a, sig_b = cluster.add_signaling(), cluster.add_signaling()
         consult_id = await answered_consult(sig_a, sig_b)
         recording_id = make_recording(tmp_path)
-        assert await download(sig_b, f"/api/recordings/{recording_id}") == 200
+        # one view to find in the audit later (a loaded machine can take a Redis round trip through the proxy past
+        # its timeout: that view is refused, and asked again)
+        deadline = time.monotonic() + 10
+        while (status := await download(sig_b, f"/api/recordings/{recording_id}")) != 200:
+            assert status == 503 and time.monotonic() < deadline, status
+            await asyncio.sleep(0.2)
         await proxy.close()  # Redis unreachable
 
         for server in (sig_a, sig_b):
@@ -60,7 +65,8 @@ async def test_with_redis_unreachable_records_answer_service_degraded_and_none_i
                 await asyncio.sleep(0.2)
             assert [c["id"] for c in listed[1]["consults"]] == [consult_id]
             _, audit = await server.get(f"/api/audit?recording={recording_id}", user="admin")
-            assert [(e["action"], e["status"]) for e in audit["entries"]] == [("view", 200)], audit
+            seen = [(e["action"], e["status"]) for e in audit["entries"]]
+            assert seen[0] == ("view", 200) and set(seen) <= {("view", 200), ("view", 503)}, audit  # newest first
     finally:
         cluster.stop()
         await proxy.close()
