@@ -59,6 +59,7 @@ TRIAL = 3.0
 DECREASE_HOLD = 0.5  # s (plus a round trip) after a decrease during which congestion is the same episode
 GAP = 2.0  # s with nothing to send to a consumer: its publisher's link was cut (a keyframe wait is shorter)
 SILENCE = 2.5  # s without any receiver report: the subscriber's link was cut (reports come about every second)
+RETURN_GRACE = 2.5  # s after the first report that ends a silence during which reports may count the cut's loss
 PROBE_WAIT = 2.0
 PROBE_WAIT_MAX = 16.0  # a long link fails trials often; a minute between them left its video stuck
 LOSS_FLOOR_PACKETS = 100  # reported packets (on a link without a queue) before its random loss is known
@@ -224,15 +225,24 @@ class Estimate:
 @dataclass
 class Reports:
     """When the subscriber's receiver reports last came: a link cut for seconds (an outage) sends none, and the
-    first one after it says how much the cut lost, which says nothing about what the link carries."""
+    reports just after it say how much the cut lost, which says nothing about what the link carries. Not only the
+    first: one sent as the link came back may cover nothing yet, and the next the whole gap (traced on EDGE: 80 %
+    loss in the second report set a 20 kbit/s ceiling that kept the video paused for 30 s)."""
 
     heard_at: float = 0.0
+    returned_at: float = -RETURN_GRACE
 
     def ends_silence(self, now: float) -> bool:
         """Note a report now; True when none came for ``SILENCE`` seconds before it."""
         silent = now - self.heard_at > SILENCE
+        if silent and self.heard_at > 0:  # the very first report ends no outage
+            self.returned_at = now
         self.heard_at = now
         return silent
+
+    def returning(self, now: float) -> bool:
+        """Whether a report now may still count the outage's loss (within ``RETURN_GRACE`` of the first after it)."""
+        return now - self.returned_at < RETURN_GRACE
 
 
 @dataclass
@@ -312,6 +322,8 @@ class Downlink:
         if reported and self._reports.ends_silence(now):
             loss = None  # the first report after a silence counts what the cut link lost: not congestion
             self.estimate.link_returned(now)
+        elif reported and self._reports.returning(now):
+            loss = None  # nor do the next ones, within RETURN_GRACE
         logger.debug("downlink: sent %.0f bit/s, loss %s, rtt %s s%s, estimate %.0f bit/s%s", sent_bps, loss, rtt,
                      " (queuing)" if queuing else "", self.estimate.bps, " (trial)" if self.estimate.probing else "")
         self.estimate.feedback(now, sent_bps, loss, queuing, rtt)

@@ -14,6 +14,7 @@ from media.downlink import (
     TRIAL,
     UP_MARGIN,
     QUEUE_REPORTS,
+    RETURN_GRACE,
     SILENCE,
     AudioNeed,
     Downlink,
@@ -115,10 +116,14 @@ def test_one_high_round_trip_ends_a_trial_where_a_steady_link_needs_several() ->
 def test_the_report_after_an_outage_is_not_congestion() -> None:
     reports = Reports()
     assert reports.ends_silence(100.0)  # the very first
+    assert not reports.returning(100.0)  # (it ends no outage)
     assert not reports.ends_silence(101.0)
     assert not reports.ends_silence(101.0 + SILENCE)  # every second or so: the link is up
     assert reports.ends_silence(108.0)  # five seconds without one: it covers a cut link
     assert not reports.ends_silence(109.0)
+    # the reports that follow it within the grace may still count the cut's loss; later ones are the link's own
+    assert reports.returning(108.0) and reports.returning(108.0 + RETURN_GRACE - 0.1)
+    assert not reports.returning(108.0 + RETURN_GRACE)
 
 
 def test_one_congested_moment_lowers_the_estimate_once() -> None:
