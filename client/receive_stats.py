@@ -83,6 +83,11 @@ class ReceivedBytes:
         octets = sum(size for at, size in self._arrivals if since <= at < until)
         return octets * 8 / 1000 / (until - since) if until > since else 0.0
 
+    def each_second(self, seconds: int) -> list[int]:
+        """kbit/s in each of the last ``seconds`` seconds, oldest first (where a stream stopped, when it did)."""
+        now = time.monotonic()
+        return [round(self.kbps(now - k - 1, now - k)) for k in reversed(range(seconds))]
+
 
 @dataclass(frozen=True)
 class Freeze:

@@ -377,9 +377,9 @@ class Consumer:
 
     def upstream_loss(self) -> float:
         """The share of the forwarded layer's packets lost before they reached the relay: the subscriber's receiver
-        reports count them as lost too, though its own downlink lost none of them. While it waits for a keyframe
-        (``restart``), its reports still describe the layer it last forwarded."""
-        index = self.layer if self.layer is not None else self._segments[0].layer if self._segments else None
+        reports count them as lost too, though its own downlink lost none of them. That is the layer it last
+        forwarded (its newest segment's), also while it waits for a keyframe (``restart``)."""
+        index = self._segments[0].layer if self._segments else None
         layer = next((c for c in self.producer.layers if c.index == index), None)
         return layer.loss if layer is not None else 0.0
 
@@ -433,9 +433,9 @@ class Consumer:
         the target's keyframe."""
         self._last_request = time.monotonic()
         self.producer.request_keyframe(self.target)
-        lowest = self.producer.layers[0].index if self.producer.layers else None
-        if self._restarting and lowest is not None and self.target is not None and lowest < self.target:
-            self.producer.request_keyframe(lowest)
+        layers = self.producer.layers
+        if self._restarting and layers and self.target is not None and layers[0].index < self.target:
+            self.producer.request_keyframe(layers[0].index)
 
     def _on_keyframe_request(self) -> None:
         wanted = self.layer if self.layer is not None else self.target
