@@ -5,10 +5,11 @@ out among the consumers on its connection, without touching what anyone else rec
 
 * the **estimate** starts at ``start_kbps`` and follows the subscriber's receiver reports: their loss (above 10 %
   the estimate drops to what was sent × (1 − loss/2), below 2 % it may grow by 5 % a report, as GCC's loss
-  controller does, though not past what arrived when the link last overflowed, for ``CEILING_HOLD`` seconds; less what the publisher's uplink lost before the relay, ``Consumer.upstream_loss``, so that a
-  weak publisher does not lower what everyone else is sent; less the link's own random loss, measured while the
-  round trip shows no queue, within two standard deviations; and less what a report counts for a gap in what the
-  relay had to send, its publisher's cut link) and the round-trip time they give: a round trip grown well above the
+  controller does, though not past what arrived when the link last overflowed, for ``CEILING_HOLD`` seconds. The
+  loss counted is what the subscriber's own downlink lost, ``Consumer.downlink_loss``: not the packets that never
+  reached the relay (a weak publisher's uplink, its cut link), so that one weak site does not lower what everyone
+  else is sent; and less the link's own random loss, measured while the round trip shows no queue, within two
+  standard deviations) and the round-trip time they give: a round trip grown well above the
   lowest seen lately (over medians of three reports) means a queue is filling on the way (the estimate drops to
   85 % of what was sent, or of the estimate when far less was sent). The subscriber's REMB is not
   used: it never exceeds 1.5 × what it received, lags every layer switch by seconds, and an aiortc peer's
@@ -57,7 +58,6 @@ SENT_WINDOW = 4  # ticks over which what was sent is averaged (frames and keyfra
 BASE_RTT_WINDOW = 30.0  # s over which the lowest round trip is kept
 TRIAL = 3.0
 DECREASE_HOLD = 0.5  # s (plus a round trip) after a decrease during which congestion is the same episode
-GAP = 2.0  # s with nothing to send to a consumer: its publisher's link was cut (a keyframe wait is shorter)
 SILENCE = 2.5  # s without any receiver report: the subscriber's link was cut (reports come about every second)
 RETURN_GRACE = 2.5  # s after the first report that ends a silence during which reports may count the cut's loss
 PROBE_WAIT = 2.0
@@ -287,8 +287,6 @@ class Downlink:
         self._high_rtts = 0  # reports in a row whose round trip was high
         self._queue_free = True  # the last round trip was near the lowest: no queue, loss now is the link's own
         self._link_loss: deque[tuple[float, float, float]] = deque()  # (when, lost, reported) without a queue
-        self._quiet: dict[Consumer, float] = {}  # since when each consumer has had nothing to send (now: no gap)
-        self._gap_ended: dict[Consumer, float] = {}  # when each consumer's last gap of ``GAP`` seconds or more ended
         self._reports = Reports()
         self._at = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -370,24 +368,14 @@ class Downlink:
             before = self._sent.get(consumer, _Sent(octets, packets))
             seen[consumer] = _Sent(octets, packets)
             sent_bits += ((octets - before.octets) + (packets - before.packets) * PACKET_OVERHEAD) * 8
-            quiet = self._quiet.get(consumer, now - elapsed)
-            if packets > before.packets:
-                if now - elapsed - quiet >= GAP:
-                    self._gap_ended[consumer] = now
-                quiet = now
-            self._quiet[consumer] = quiet
+            counted = consumer.downlink_loss()
+            if counted is not None:
+                lost += counted[0]
+                reported += counted[1]
             feedback = consumer.feedback
-            # a report that covers a gap in what this consumer had to send (its publisher's link was cut) counts
-            # the gap's missing sequence numbers as lost: they never reached the relay
-            if feedback.report_at > now - elapsed and now - self._gap_ended.get(consumer, -SILENCE) >= SILENCE:
-                count = packets - before.packets
-                lost += max(0.0, feedback.fraction_lost / 256 - consumer.upstream_loss()) * count
-                reported += count
             if feedback.rtt is not None and feedback.rtt_at > now - elapsed:
                 rtts.append(feedback.rtt)
         self._sent = seen
-        self._quiet = {c: at for c, at in self._quiet.items() if c in seen}
-        self._gap_ended = {c: at for c, at in self._gap_ended.items() if c in seen}
         rtt = sorted(rtts)[len(rtts) // 2] if rtts else None
         return sent_bits / elapsed, lost, reported, rtt
 

@@ -27,6 +27,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtcpRrPacket, RtpPacket
 
 from . import hooks, nack
+from .holes import Holes
 from .rtp import (
     ExtensionKey,
     Vp8Ids,
@@ -71,8 +72,8 @@ class PacketSink(Protocol):
 class Layer:
     """One encoding of a producer (the only one without simulcast): its SSRC, history and measured bitrate."""
 
-    __slots__ = ("_mark", "_seen", "active", "arrivals", "highest", "history", "index", "loss", "octets", "packets",
-                 "rate", "rid", "ssrc")
+    __slots__ = ("_mark", "_seen", "active", "arrivals", "highest", "history", "index", "octets", "packets", "rate",
+                 "rid", "ssrc")
 
     def __init__(self, index: int, ssrc: int, rid: str | None) -> None:
         self.index = index
@@ -85,7 +86,6 @@ class Layer:
         self.active = True  # new packets arrived during the last measurement
         self.highest: int | None = None  # extended sequence number of the newest packet
         self.arrivals = 0  # every packet, padding and repairs included
-        self.loss = 0.0  # share of packets lost on the way to the relay, smoothed
         self._mark = (0, 0, time.monotonic())
         self._seen = (0, 0)  # (highest, arrivals) at the last measurement
 
@@ -111,10 +111,6 @@ class Layer:
         self.active = self.packets > packets and (not arrivals or self.highest != highest)
         self._mark = (self.octets, self.packets, now)
         if self.highest is not None:
-            expected = self.highest - highest if arrivals else self.arrivals
-            if expected > 0:
-                sample = max(0.0, 1 - (self.arrivals - arrivals) / expected)
-                self.loss = 0.5 * self.loss + 0.5 * sample
             self._seen = (self.highest, self.arrivals)
 
 
@@ -360,6 +356,10 @@ class Consumer:
         self._frame_open = False  # the newest packet sent did not end its frame (no marker)
         self._restarting = False  # waiting for a keyframe after packets were lost upstream for good (``restart``)
         self._segments: list[_Segment] = []
+        self._holes = Holes()
+        self._counted: tuple[int, int, float] | None = None  # (highest sequence, packets lost, when written) of the
+        # last report counted
+        self._counted_at = 0.0
         self._rtx_seq = random.getrandbits(15)
         self._resend_credit = (0.0, 0.0)  # (bits, at): the resend budget's token bucket
         self._send: Callable[[bytes], None] | None = None
@@ -375,13 +375,26 @@ class Consumer:
     def ssrc(self) -> int:
         return self._ssrc
 
-    def upstream_loss(self) -> float:
-        """The share of the forwarded layer's packets lost before they reached the relay: the subscriber's receiver
-        reports count them as lost too, though its own downlink lost none of them. That is the layer it last
-        forwarded (its newest segment's), also while it waits for a keyframe (``restart``)."""
-        index = self._segments[0].layer if self._segments else None
-        layer = next((c for c in self.producer.layers if c.index == index), None)
-        return layer.loss if layer is not None else 0.0
+    def downlink_loss(self) -> tuple[int, int] | None:
+        """(packets the subscriber's downlink lost, packets the relay sent it) over the receiver reports that came
+        since the last call; None when none came. A report counts the holes in this stream (packets lost before
+        the relay, ``holes.py``) as lost too: a weak publisher must not lower what its subscribers are sent. A
+        hole counts as the subscriber saw it when it wrote the report, a round trip before the report arrived:
+        one filled since (a late repair) is counted in the next report, which has it."""
+        feedback = self.feedback
+        if feedback.report_at <= self._counted_at or self._counted is None:
+            return None
+        highest, lost_total = self._holes.extend(feedback.highest), feedback.lost_total
+        before, before_lost, before_at = self._counted
+        if highest <= before:
+            self._counted_at = feedback.report_at
+            return None  # nothing new received (or an older report, reordered)
+        at = feedback.report_at - (feedback.rtt or 0.0)
+        self._counted, self._counted_at = (highest, lost_total, at), feedback.report_at
+        holes = self._holes.between(before, highest, at)
+        refilled = self._holes.filled(before, before_at, at)  # holes of earlier reports that have come since
+        sent = highest - before - holes + refilled
+        return min(sent, max(0, lost_total - before_lost - holes + refilled)), sent
 
     def sent(self) -> tuple[int, int]:
         """(payload octets, packets) sent so far, as this stream's sender reports say."""
@@ -504,6 +517,9 @@ class Consumer:
             data = stamp_renumbered(tmpl, len(packet.payload), packet.marker, payload_type, out_seq, out_ts,
                                     self._ssrc, ids, picture, tl0)
         self._report.sent(ntp, out_ts, len(packet.payload))
+        self._holes.sent(out_seq, time.monotonic())
+        if self._counted is None:  # a subscriber's reports count from the first packet it was sent
+            self._counted = (self._holes.extend(out_seq) - 1, 0, 0.0)
         self.packets_sent += 1
         self._transmit(data)
 

@@ -417,18 +417,23 @@ class FeedbackWatch:
 
     ``remb`` (bit/s) covers the SSRCs in ``remb_ssrcs``: a browser sends one REMB for everything it receives, an
     aiortc peer one per video stream, so a sum over senders must count each REMB once (see ``remb_total``).
-    ``fraction_lost`` is the raw 8-bit value of the last report (divide by 256); ``rtt`` is in seconds, from any of
+    ``fraction_lost`` is the raw 8-bit value of the last report (divide by 256), ``lost_total`` its cumulative count
+    of packets lost and ``highest`` the low 16 bits of the highest sequence number it received (aiortc sends no
+    more); ``rtt`` is in seconds, from any of
     the last few sender reports the report echoes (aiortc matches only the very last, which never happens once the
     round trip exceeds the report interval); times (``*_at``) are monotonic seconds.
     """
 
-    __slots__ = ("fraction_lost", "remb", "remb_at", "remb_ssrcs", "report_at", "rtt", "rtt_at")
+    __slots__ = ("fraction_lost", "highest", "lost_total", "remb", "remb_at", "remb_ssrcs", "report_at", "rtt",
+                 "rtt_at")
 
     def __init__(self) -> None:
         self.remb: int | None = None
         self.remb_ssrcs: tuple[int, ...] = ()
         self.remb_at = 0.0
         self.fraction_lost = 0
+        self.lost_total = 0
+        self.highest = 0
         self.report_at = 0.0
         self.rtt: float | None = None
         self.rtt_at = 0.0
@@ -465,6 +470,7 @@ def watch_feedback(sender: RTCRtpSender) -> FeedbackWatch:
                 if report.ssrc != sender._ssrc:
                     continue
                 watch.fraction_lost, watch.report_at = report.fraction_lost, time.monotonic()
+                watch.lost_total, watch.highest = report.packets_lost, report.highest_sequence & 0xFFFF
                 sent_at = sent_reports.get(report.lsr)
                 if sent_at is not None and report.dlsr:
                     rtt = time.time() - sent_at - report.dlsr / 65536

@@ -63,25 +63,6 @@ async def test_publisher_hears_the_worst_audio_loss_of_its_subscribers(pc: RTCPe
     assert [p.reports[0].fraction_lost for p in upstream[2:]] == [13, 100]
 
 
-def test_a_layer_measures_what_its_uplink_lost_before_the_relay() -> None:
-    from media.forwarder import Layer
-
-    layer = Layer(0, 1234, "q")
-    for seq in range(65500, 65536):  # a clean start
-        layer.arrived(seq)
-    layer.measure(time.monotonic() + 1)
-    assert layer.loss == 0.0
-    for seq in range(0, 100):  # across the wrap: one in five lost on the way
-        if seq % 5:
-            layer.arrived(seq)
-    layer.measure(time.monotonic() + 2)
-    assert layer.loss == pytest.approx(0.5 * 0.2, abs=0.01)  # smoothed: half of this interval's 20 %
-    for seq in range(100, 200):
-        layer.arrived(seq)
-    layer.measure(time.monotonic() + 3)
-    assert layer.loss == pytest.approx(0.05, abs=0.01)
-
-
 def test_a_layer_that_only_gets_retransmissions_is_inactive() -> None:
     from media.forwarder import Layer
 

@@ -191,10 +191,11 @@ async def test_link_quality_hooks_read_remb_and_the_ice_pair() -> None:
         remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc, 7]))
         await consumer.sender._handle_rtcp_packet(remb)
         assert watch.remb == 300_000 and watch.remb_at > 0 and watch.remb_ssrcs == (ssrc, 7)
-        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=51, packets_lost=3, highest_sequence=100, jitter=0,
-                                  lsr=0, dlsr=0)
+        report = RtcpReceiverInfo(ssrc=ssrc, fraction_lost=51, packets_lost=3, highest_sequence=(2 << 16) + 100,
+                                  jitter=0, lsr=0, dlsr=0)
         await consumer.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
         assert watch.fraction_lost == 51 and watch.report_at > 0
+        assert (watch.lost_total, watch.highest) == (3, 100)  # a browser's cycles are dropped: aiortc sends none
 
         # a browser's one REMB for all its streams counts once; aiortc's per-stream REMBs add up
         more = hooks.FeedbackWatch()

@@ -168,3 +168,36 @@ async def test_a_weak_uplink_keeps_its_voice_whole_and_its_video_flowing(
         assert 20 < kbps < 300, kbps
         # A's loss upstream is not B's or C's downlink loss: they keep the top of what A sends
         assert adaptation[p.name][-1]["videos"][a.id]["top"], adaptation[p.name][-1]
+
+
+async def test_a_publishers_bursts_of_uplink_loss_do_not_lower_what_others_are_sent(
+    server: Server, cleanup: list[Participant], links: list[LinkEmulator],
+) -> None:
+    """A's uplink loses 40 % of its packets for 1.5 s, then none for 1.5 s, over and over (an overfilled modem
+    queue, a fading radio): B's receiver reports count those packets as lost, though B's own link lost none. B's
+    downlink estimate must not fall for it, nor B step below the top of what A sends."""
+    link = LinkEmulator(seed=8)
+    links.append(link)
+    simulcast = camera()
+    a = Participant(server.url, "bursty-up", "A", tracks=[SpeechTrack()], simulcast=simulcast, emulator=link)
+    b = Participant(server.url, "bursty-up", "B", tracks=[SpeechTrack()])
+    cleanup += [a, b]
+    adaptation: list[tuple[float, dict[str, Any]]] = []
+    b.sio.on("adaptation", lambda data: adaptation.append((time.monotonic(), data)))
+    for p in (a, b):
+        await p.join()
+    await wait_for(lambda: b.video_from(a.id or "") is not None, timeout=20)
+    await wait_for(lambda: track(b, a, "video").sizes.get(FULL, 0) > 30, timeout=20)
+    since = time.monotonic()
+    for _ in range(5):
+        link.up.set(loss=0.4)
+        await asyncio.sleep(1.5)
+        link.up.set(loss=0.0)
+        await asyncio.sleep(1.5)
+    start = next((data for at, data in reversed(adaptation) if at < since), None)
+    assert start is not None, adaptation
+    states = [start, *(data for at, data in adaptation if at >= since)]  # what held through the bursts
+    estimates = [data["estimateKbps"] for data in states]
+    print(f"B's estimate {estimates} kbit/s; A sends {simulcast.active_rids}, link {link.stats()['up']}")
+    assert min(estimates) >= estimates[0], estimates  # never lowered: B's link lost nothing
+    assert all(data["videos"][a.id]["top"] for data in states), [data["videos"] for data in states]
