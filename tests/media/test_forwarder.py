@@ -135,3 +135,50 @@ async def test_packets_lost_for_good_upstream_ask_the_publisher_for_a_keyframe(p
     assert plis == [7]
     assert consumer.layer is None  # it restarts at the keyframe: what follows the hole is of no use to it
     nack.of(receiver).stop()  # type: ignore[union-attr]
+
+
+async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPeerConnection) -> None:
+    """The loss a subscriber's downlink estimate is fed: what its receiver reports, less the packets that never
+    reached the relay (holes in the stream), counted as they stood when the report was written."""
+    from aiortc.rtcdtlstransport import State as DtlsState
+
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    transceiver.receiver._RTCRtpReceiver__codecs[96] = vp8  # type: ignore[attr-defined]
+    upstream: list[object] = []
+
+    async def to_publisher(packet: object) -> None:
+        upstream.append(packet)
+
+    transceiver.receiver._send_rtcp = to_publisher  # type: ignore[method-assign]  # NACKs for the holes
+    producer = Producer("publisher", "video")
+    producer.attach(transceiver)
+    transceiver._codecs = [vp8]  # as negotiated
+    producer.negotiated(transceiver)
+    consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
+    consumer.transceiver._codecs = [vp8]
+    consumer.activate()
+    consumer.sender.transport._state = DtlsState.CONNECTED  # the wire itself is left out: packets go to a list
+    wire: list[bytes] = []
+    consumer._send = wire.append
+
+    def packet(seq: int) -> RtpPacket:
+        return RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=7, payload=b"\x10\x00\x00")
+
+    for seq in (*range(100, 110), *range(112, 120)):  # 110 and 111 lost upstream
+        await transceiver.receiver._handle_rtp_packet(packet(seq), 0)
+    assert len(wire) == 18
+    first = int.from_bytes(wire[0][2:4], "big")
+
+    async def report(highest: int, lost: int) -> None:
+        info = RtcpReceiverInfo(ssrc=consumer.ssrc, fraction_lost=0, packets_lost=lost, highest_sequence=highest,
+                                jitter=0, lsr=0, dlsr=0)
+        await consumer.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[info]))
+
+    await report((first + 19) & 0xFFFF, 3)  # up to the newest: the two holes and one of its own lost
+    assert consumer.downlink_loss() == (1, 18)
+    assert consumer.downlink_loss() is None  # no new report
+    await transceiver.receiver._handle_rtp_packet(packet(110), 0)  # a hole filled (the publisher's repair)
+    await transceiver.receiver._handle_rtp_packet(packet(120), 0)
+    await report((first + 20) & 0xFFFF, 1)  # the repair arrived; nothing else lost
+    assert consumer.downlink_loss() == (0, 2)
