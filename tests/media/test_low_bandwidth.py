@@ -175,7 +175,8 @@ async def test_a_publishers_bursts_of_uplink_loss_do_not_lower_what_others_are_s
 ) -> None:
     """A's uplink loses 40 % of its packets for 1.5 s, then none for 1.5 s, over and over (an overfilled modem
     queue, a fading radio): B's receiver reports count those packets as lost, though B's own link lost none. B's
-    downlink estimate must not fall for it, nor B step below the top of what A sends."""
+    downlink estimate must not fall for it (B's layer may still move with what A's layers measure at the relay).
+    """
     link = LinkEmulator(seed=8)
     links.append(link)
     simulcast = camera()
@@ -200,4 +201,4 @@ async def test_a_publishers_bursts_of_uplink_loss_do_not_lower_what_others_are_s
     estimates = [data["estimateKbps"] for data in states]
     print(f"B's estimate {estimates} kbit/s; A sends {simulcast.active_rids}, link {link.stats()['up']}")
     assert min(estimates) >= estimates[0], estimates  # never lowered: B's link lost nothing
-    assert all(data["videos"][a.id]["top"] for data in states), [data["videos"] for data in states]
+    assert not any(data["videos"][a.id]["paused"] for data in states), [data["videos"] for data in states]
