@@ -72,31 +72,35 @@ class PacketSink(Protocol):
 class Layer:
     """One encoding of a producer (the only one without simulcast): its SSRC, history and measured bitrate."""
 
-    __slots__ = ("_mark", "_seen", "active", "arrivals", "highest", "history", "index", "octets", "packets", "rate",
-                 "rid", "ssrc")
+    __slots__ = ("_mark", "active", "highest", "history", "index", "octets", "packets", "rate", "rid", "ssrc")
 
     def __init__(self, index: int, ssrc: int, rid: str | None) -> None:
         self.index = index
         self.ssrc = ssrc
         self.rid = rid
         self.history: list[RtpPacket | None] = [None] * HISTORY_SIZE
-        self.octets = 0
+        self.octets = 0  # payload bytes of new packets (past the newest): repairs and late ones are not counted
         self.packets = 0
         self.rate = 0.0  # bit/s on the wire, smoothed
         self.active = True  # new packets arrived during the last measurement
         self.highest: int | None = None  # extended sequence number of the newest packet
-        self.arrivals = 0  # every packet, padding and repairs included
         self._mark = (0, 0, time.monotonic())
-        self._seen = (0, 0)  # (highest, arrivals) at the last measurement
 
-    def arrived(self, sequence_number: int) -> None:
+    def arrived(self, sequence_number: int) -> bool:
+        """Note a packet's arrival; True when it is new (past the newest), False for a repair or a late one.
+
+        Only new packets make the layer's bitrate and keep it active: after an outage the publisher answers the
+        relay's NACKs with a burst of up to 128 old packets, which counted as the layer's rate paused subscribers
+        it fits; and a layer its publisher has stopped still gets answers to NACKs for its last packets for a
+        second or two, while a subscriber left on it sees nothing decodable."""
         if self.highest is None:
             self.highest = sequence_number
-        else:
-            delta = (sequence_number - self.highest) & 0xFFFF
-            if delta < 0x8000:
-                self.highest += delta
-        self.arrivals += 1
+            return True
+        delta = (sequence_number - self.highest) & 0xFFFF
+        if delta == 0 or delta >= 0x8000:
+            return False
+        self.highest += delta
+        return True
 
     def measure(self, now: float) -> None:
         octets, packets, at = self._mark
@@ -105,13 +109,8 @@ class Layer:
             return
         sent = ((self.octets - octets) + (self.packets - packets) * PACKET_OVERHEAD) * 8 / elapsed
         self.rate = sent if not self.rate else 0.5 * self.rate + 0.5 * sent
-        highest, arrivals = self._seen
-        # new packets, not repairs: a layer its publisher has stopped gets retransmissions for a second or two more
-        # (answers to NACKs for its last packets), and a subscriber left on it meanwhile sees nothing decodable
-        self.active = self.packets > packets and (not arrivals or self.highest != highest)
+        self.active = self.packets > packets
         self._mark = (self.octets, self.packets, now)
-        if self.highest is not None:
-            self._seen = (self.highest, self.arrivals)
 
 
 class Producer:
@@ -272,14 +271,15 @@ class Producer:
             layer = self._new_layer(packet)
             if layer is None:
                 return
-        layer.arrived(packet.sequence_number)
+        new = layer.arrived(packet.sequence_number)
         codec = self._codecs.get(packet.payload_type)
         if codec is None or not packet.payload:  # not negotiated yet, or padding
             return
         self.packets_received += 1
         layer.history[packet.sequence_number % HISTORY_SIZE] = packet
-        layer.octets += len(packet.payload)
-        layer.packets += 1
+        if new:
+            layer.octets += len(packet.payload)
+            layer.packets += 1
         key = codec_key(codec)
         ids: Vp8Ids | None = None
         if self.kind == "video":

@@ -10,7 +10,7 @@ from typing import Any
 class MediaSettings:
     simulcast: bool = True
     """Ask publishing browsers for three video layers (``simulcast.py``)."""
-    downlink_start_kbps: float = 300.0
+    downlink_start_kbps: float = 600.0
     """A new subscriber's downlink estimate before any feedback (``downlink.py``)."""
 
     def as_dict(self) -> dict[str, Any]:

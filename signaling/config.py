@@ -338,7 +338,7 @@ class MediaConfig(_Section):
     """Pin worker i to core i (a dedicated media host); leave off on machines shared with other services."""
     simulcast: bool = True
     """Ask publishing browsers for three video layers, so each subscriber gets the one its link carries."""
-    downlink_start_kbps: float = Field(default=300, ge=50, le=20000)
+    downlink_start_kbps: float = Field(default=600, ge=50, le=20000)
     """A new subscriber's downlink estimate until its own feedback arrives; probing moves it from there."""
 
     @model_validator(mode="after")

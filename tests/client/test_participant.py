@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,9 @@ async def test_all_media_crosses_the_emulator_and_a_cut_link_stops_it(server: Se
     cleanup += [link, a, b]
     about_a: list[dict[str, Any]] = []
     b.sio.on("link-quality", lambda s: about_a.append(s) if s["participantId"] == a.id else None)
+    adaptation: dict[str, list[tuple[float, dict[str, Any]]]] = {"A": [], "B": []}
+    for p in (a, b):
+        p.sio.on("adaptation", lambda data, name=p.name: adaptation[name].append((time.monotonic(), data)))
     await a.join()
     await b.join()
     await wait_for(lambda: (v := a.video_from(b.id)) is not None and v.frames > 30
@@ -58,7 +62,11 @@ async def test_all_media_crosses_the_emulator_and_a_cut_link_stops_it(server: Se
     link.set(up=Impairment(), down=Impairment())
     try:
         await wait_for(lambda: seen_by_b.frames > frames_b + 15 and seen_by_a.frames > frames_a + 15, timeout=15)
-    except AssertionError:  # which way stayed frozen, and whether its packets arrived (kbit/s each second)
+    except AssertionError:  # which way stayed frozen, whether its packets arrived (kbit/s each second), and what
+        # each site's downlink chose (a paused video is the relay's estimator; packets not arriving, the forwarder)
+        now = time.monotonic()
         raise AssertionError({name: (seen.frames - before, seen.received_bytes.each_second(15))
                               for name, seen, before in (("A to B", seen_by_b, frames_b),
-                                                         ("B to A", seen_by_a, frames_a))}) from None
+                                                         ("B to A", seen_by_a, frames_a))},
+                             {name: [(round(at - now, 1), data) for at, data in events[-8:]]
+                              for name, events in adaptation.items()}) from None

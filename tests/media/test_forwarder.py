@@ -12,7 +12,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
 from media import nack
-from media.forwarder import LOSS_FRESH, RESEND_BURST, RESEND_MIN_BPS, Consumer, Producer
+from media.forwarder import LOSS_FRESH, PACKET_OVERHEAD, RESEND_BURST, RESEND_MIN_BPS, Consumer, Producer
 from media.transport import ForwardedTrack
 
 
@@ -63,23 +63,32 @@ async def test_publisher_hears_the_worst_audio_loss_of_its_subscribers(pc: RTCPe
     assert [p.reports[0].fraction_lost for p in upstream[2:]] == [13, 100]
 
 
-def test_a_layer_that_only_gets_retransmissions_is_inactive() -> None:
+def test_a_layers_rate_and_activity_count_new_packets_only() -> None:
+    """Repairs (answers to NACKs) neither make a layer's bitrate nor keep it active: after an outage its publisher
+    answers a burst of old packets, and a stopped layer still gets answers for its last ones."""
     from media.forwarder import Layer
 
     layer = Layer(2, 1234, "f")
-    for seq in range(100):
-        layer.arrived(seq)
-        layer.packets += 1
-    layer.measure(time.monotonic() + 1)
-    assert layer.active
-    for seq in (40, 41, 40):  # the publisher stopped the layer; its answers to NACKs still come
-        layer.arrived(seq)
-        layer.packets += 1
-    layer.measure(time.monotonic() + 2)
+    start = time.monotonic()
+
+    def receive(seqs: range | tuple[int, ...]) -> None:
+        for seq in seqs:
+            if layer.arrived(seq):
+                layer.octets += 1000
+                layer.packets += 1
+
+    receive(range(65500, 65536))
+    receive(range(0, 14))  # across the wrap: 50 new packets in a second
+    layer.measure(start + 1)
+    assert layer.active and layer.rate == pytest.approx(50 * (1000 + PACKET_OVERHEAD) * 8, rel=1e-3)
+    receive((20, 21, 22, *range(14, 20), *range(65480, 65500), 22))  # a gap filled late, old ones, a duplicate
+    layer.measure(start + 2)
+    assert layer.rate == pytest.approx((0.5 * 50 + 0.5 * 3) * (1000 + PACKET_OVERHEAD) * 8, rel=1e-3)
+    receive((10, 11, 10))  # the publisher stopped the layer; its answers to NACKs still come
+    layer.measure(start + 3)
     assert not layer.active
-    layer.arrived(100)
-    layer.packets += 1
-    layer.measure(time.monotonic() + 3)
+    receive((23,))
+    layer.measure(start + 4)
     assert layer.active
 
 
