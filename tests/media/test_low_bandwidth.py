@@ -90,7 +90,7 @@ async def test_a_weak_subscriber_gets_a_lower_layer_and_the_others_keep_the_high
                        and all(p.audio_from(q.id or "") is not None for p, q in ((c, a), (c, b))), timeout=20)
         # the strong sites climb to the full layer; the weak one settles below it
         await wait_for(lambda: track(a, b, "video").sizes.get(FULL, 0) > 30
-                       and track(b, a, "video").sizes.get(FULL, 0) > 30, timeout=20)
+                       and track(b, a, "video").sizes.get(FULL, 0) > 30, timeout=30)
         await wait_for(lambda: bool(adaptation) and not any(v["top"] for v in adaptation[-1]["videos"].values())
                        and not all(v["paused"] for v in adaptation[-1]["videos"].values()), timeout=20)
         await asyncio.sleep(2)  # the queue of the congested moment drains
