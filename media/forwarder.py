@@ -382,6 +382,8 @@ class Consumer:
         hole counts as the subscriber saw it when it wrote the report, a round trip before the report arrived:
         one filled since (a late repair) is counted in the next report, which has it."""
         feedback = self.feedback
+        if self._counted is None and self._holes.first is not None:  # reports count from the first packet sent
+            self._counted = (self._holes.first - 1, 0, 0.0)
         if feedback.report_at <= self._counted_at or self._counted is None:
             return None
         highest, lost_total = self._holes.extend(feedback.highest), feedback.lost_total
@@ -499,12 +501,13 @@ class Consumer:
             return  # older than our first forwarded packet of this layer
         out_seq = (seq + self._seq_offset) & 0xFFFF
         out_ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        now = time.monotonic()
         newest = (out_seq - self._next_seq) & 0xFFFF < 0x8000
         if newest:
             self._next_seq = (out_seq + 1) & 0xFFFF
             self._frame_open = self.producer.kind == "video" and not packet.marker
             self._last_ts = out_ts
-            self._last_time = time.monotonic()
+            self._last_time = now
         tmpl = templates.get(self._ext_key)
         if tmpl is None:
             tmpl = templates[self._ext_key] = template(packet, self._ext_key, (ntp >> 14) & 0xFFFFFF)
@@ -517,9 +520,7 @@ class Consumer:
             data = stamp_renumbered(tmpl, len(packet.payload), packet.marker, payload_type, out_seq, out_ts,
                                     self._ssrc, ids, picture, tl0)
         self._report.sent(ntp, out_ts, len(packet.payload))
-        self._holes.sent(out_seq, time.monotonic())
-        if self._counted is None:  # a subscriber's reports count from the first packet it was sent
-            self._counted = (self._holes.extend(out_seq) - 1, 0, 0.0)
+        self._holes.sent(out_seq, now)
         self.packets_sent += 1
         self._transmit(data)
 

@@ -22,6 +22,7 @@ class Holes:
     """The sequence numbers skipped so far in one outgoing stream, and those filled lately, with when."""
 
     def __init__(self) -> None:
+        self.first: int | None = None  # extended number of the first packet sent
         self._next: int | None = None  # extended number of the next new packet
         self._starts: list[int] = []  # holes as sorted, disjoint ranges [start, end)
         self._ends: list[int] = []
@@ -37,6 +38,8 @@ class Holes:
         """Note a packet sent with 16-bit ``seq`` at ``now``: past the newest, the numbers in between are holes;
         below it, it fills its hole, if it was one."""
         number = self.extend(seq)
+        if self.first is None:
+            self.first = number
         if self._next is None or number >= self._next:
             if self._next is not None and number > self._next:
                 self._starts.append(self._next)
