@@ -129,12 +129,14 @@ class RecordingFiles:
                 os.close(fd)
 
     def remove(self, recording_id: str) -> None:
-        """Delete a recording: first renamed out of sight (one atomic step), then its files removed."""
+        """Delete a recording: first renamed out of sight (one atomic step: the recording is gone from then on), then
+        its files removed, a share of which another process's ``purge_removed`` may remove meanwhile."""
         with self._directory(recording_id):
             pass  # exists and is a real directory
         doomed = f"{_DELETED_PREFIX}{recording_id}-{secrets.token_hex(4)}"
         os.rename(self.root / recording_id, self.root / doomed)
-        shutil.rmtree(self.root / doomed)  # fd-based on Linux: never follows a symlink out of the tree
+        # fd-based on Linux: never follows a symlink out of the tree; what is left goes at the next purge
+        shutil.rmtree(self.root / doomed, ignore_errors=True)
 
     def purge_removed(self) -> None:
         """Finish deletions that a crash interrupted between the rename and the last file."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,36 @@ def test_remove_deletes_the_recording_but_nothing_a_link_points_to(maker: Record
     assert files.ids() == [other]
     assert victim.read_text() == "untouched"
     assert sorted(p.name for p in maker.root.iterdir()) == [other]
+
+
+def test_remove_succeeds_while_another_process_purges_removed_recordings(maker: RecordingMaker) -> None:
+    """Every process of a cluster purges leftover deletions when it sweeps, including one another process is still
+    removing: that removal must still count as done (it failed, unaudited and unfinished, in a CI run)."""
+    files, purger = RecordingFiles(maker.root), RecordingFiles(maker.root)
+    failures = []
+    for _ in range(5):
+        rid = maker.make()
+        for i in range(300):
+            (maker.root / rid / f"part-{i}.bin").write_bytes(b"x")
+        purging = threading.Event()
+        stop = threading.Event()
+
+        def purge() -> None:
+            purging.set()
+            while not stop.is_set():
+                purger.purge_removed()
+
+        thread = threading.Thread(target=purge)
+        thread.start()
+        purging.wait()
+        try:
+            files.remove(rid)
+        except OSError as exc:
+            failures.append(repr(exc))
+        finally:
+            stop.set()
+            thread.join()
+        assert rid not in files.ids()
+    purger.purge_removed()
+    assert failures == []
+    assert list(maker.root.iterdir()) == []
