@@ -91,17 +91,19 @@ function message(text) {
 
 async function load() {
   message(null);
+  let fresh;
   try {
-    stats = user.role === 'admin' ? await api(`/api/statistics?${query(true)}`) : null;
-    if (stats) { // the days the server counted (its time zone, the last 30 days unless chosen): the list follows
-      form.elements.namedItem('from').value = stats.from;
-      form.elements.namedItem('to').value = stats.to;
+    fresh = user.role === 'admin' ? await api(`/api/statistics?${query(true)}`) : null;
+    if (fresh) { // the days the server counted (its time zone, the last 30 days unless chosen): the list follows
+      form.elements.namedItem('from').value = fresh.from;
+      form.elements.namedItem('to').value = fresh.to;
     }
     rows = (await api(`/api/consults?${query(false)}`)).consults;
   } catch (error) {
     message(t('log.failed', { message: errorText(error.code, error.message) }));
     return;
   }
+  stats = fresh; // shown together with its list, in one step: never new figures beside the old table
   render();
 }
 
