@@ -6,11 +6,13 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from support import PatternVideoTrack, Server, ToneAudioTrack, wait_for
 
 from client.participant import Participant
+from client.simulcast import SimulcastVideo
 
 
 def peer(server: Server, room: str, name: str, **kwargs: object) -> Participant:
@@ -52,20 +54,29 @@ async def test_two_participants_receive_each_others_audio_and_video(server: Serv
 
 
 async def test_mid_call_joiner_sees_a_picture_within_one_second(server: Server, cleanup: list[Participant]) -> None:
-    # 320×240 sources: this process encodes and decodes for all three peers, and its own load must not be
-    # what the one-second budget measures.
-    a, b = (Participant(server.url, "midcall", n, tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()]) for n in "AB")
+    """Publishers send simulcast, as the browsers do: a joiner's start estimate (600 kbit/s) takes their lowest
+    layers at once. (A single 320×240 layer of aiortc's, 600+ kbit/s, is paused at a joiner's start until a trial;
+    this test once passed by racing the first allocation, and failed when it lost.) 320×240 sources: this process
+    encodes and decodes for all three peers, and its own load must not be what the one-second budget measures."""
+
+    def site(name: str) -> Participant:
+        return Participant(server.url, "midcall", name, tracks=[ToneAudioTrack()],
+                           simulcast=SimulcastVideo(PatternVideoTrack(320, 240)))
+
+    a, b = site("A"), site("B")
     cleanup += [a, b]
     await a.join()
     await b.join()
     await wait_for(lambda: (v := b.video_from(a.id)) is not None and v.frames > 30, timeout=15)
-    c = Participant(server.url, "midcall", "C", tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()])
+    c = site("C")
     cleanup.append(c)
+    adaptation: list[tuple[float, Any]] = []  # the newcomer's, for a failure's message
+    c.sio.on("adaptation", lambda data: adaptation.append((round(time.monotonic() - started, 2), data)))
     started = time.monotonic()
     await c.join()
     await wait_for(lambda: all((v := c.video_from(x.id)) is not None and v.first_frame_at for x in (a, b)), timeout=5)
     delays = [c.video_from(x.id).first_frame_at - started for x in (a, b)]  # type: ignore[union-attr]
-    assert max(delays) < 1.0, delays
+    assert max(delays) < 1.0, (delays, adaptation)
     # and the earlier members now see the newcomer
     await wait_for(lambda: all((v := x.video_from(c.id)) is not None and v.frames > 10 for x in (a, b)), timeout=10)
 
