@@ -514,12 +514,15 @@ def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
             raise IncompatibleAiortc(f"RTCRtpReceiver has no {name}")
     streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
     rtx = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
-    # audio retransmissions come on the media stream itself, counted there as received: put them back as lost
+    # audio retransmissions come on the media stream itself, counted there as received: put them back as lost;
+    # a second copy (two NACKs of one packet both answered: a stalled sender, a slow repair) is not the link's
     generator = nack.of(receiver)
-    repaired = generator.repaired if generator is not None and receiver.track is not None and \
-        receiver.track.kind == "audio" else 0
+    audio = generator is not None and receiver.track is not None and receiver.track.kind == "audio"
+    repaired = generator.repaired if audio and generator is not None else 0
+    duplicates = generator.duplicates if audio and generator is not None else 0
     return [
-        ReceivedStream(ssrc, stream.packets_received - repaired, stream.packets_lost + repaired,
+        ReceivedStream(ssrc, stream.packets_received - repaired - duplicates,
+                       stream.packets_lost + repaired + duplicates,
                        stream.jitter / stream._clockrate * 1000)
         for ssrc, stream in list(streams.items())
         if ssrc not in rtx

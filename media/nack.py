@@ -64,8 +64,10 @@ class _Stream:
 class RetryingNackGenerator:
     """Stands in for aiortc's receiver-wide ``NackGenerator``: ``add`` returns True when ``missing`` holds sequence
     numbers to NACK now for the packet's SSRC (the receiver sends them at once); a timer sends the retries that fall
-    due between packets. ``repaired`` counts missing packets that arrived later (for loss before repair);
-    ``on_lost(ssrc)`` is called when packets of that SSRC will not be asked for any more while still missing."""
+    due between packets. ``repaired`` counts missing packets that arrived later, ``duplicates`` packets that came
+    again (a retried NACK's second answer) or after they were given up: aiortc's statistics count both as received,
+    so loss before repair needs them; ``on_lost(ssrc)`` is called when packets of that SSRC will not be asked for
+    any more while still missing."""
 
     def __init__(self, receiver: RTCRtpReceiver, clock: Callable[[], float] = time.monotonic) -> None:
         self.on_lost: Callable[[int], None] | None = None
@@ -75,6 +77,7 @@ class RetryingNackGenerator:
         self._timer: asyncio.Task[None] | None = None
         self.missing: set[int] = set()
         self.repaired = 0
+        self.duplicates = 0
         self.given_up = 0
         self.rtt = RTT_INITIAL
         self._rtt_timed = False
@@ -106,6 +109,8 @@ class RetryingNackGenerator:
                 self.repaired += 1
                 if entry.tries == 1:  # Karn: a repair after several NACKs does not say which one it answers
                     self._time_repair(now - entry.nacked_at)
+            else:
+                self.duplicates += 1
         # retries go out from the timer, not here: this runs for every packet
         if stream.missing and self._timer is None:
             self._timer = asyncio.ensure_future(self._retry())

@@ -326,6 +326,12 @@ async def test_opus_nack_is_negotiated_and_makes_the_audio_receiver_nack_a_gap()
         await receiver._handle_rtp_packet(retransmitted, arrival_time_ms=300)
         [after] = hooks.received_streams(receiver)  # the link still lost it; the retransmission repaired it
         assert (after.received, after.lost) == (3, 1)
+        for seq in (12, 11):  # a retried NACK's second answer; a copy of one that had arrived
+            again = RtpPacket(payload_type=payload_type, sequence_number=seq, timestamp=seq * 960, ssrc=7,
+                              payload=b"\x00")
+            await receiver._handle_rtp_packet(again, arrival_time_ms=320)
+        [copies] = hooks.received_streams(receiver)  # aiortc counts 5 received, -1 lost: neither is the link's
+        assert (copies.received, copies.lost) == (3, 1)
     finally:
         for codec, feedback in zip(CODECS["audio"], original, strict=True):
             codec.rtcpFeedback = feedback

@@ -65,7 +65,16 @@ async def test_ten_percent_loss_turns_the_grade_poor_within_5_s_and_good_within_
     b = Participant(server.url, "lossy", "B", tracks=[PatternVideoTrack(320, 240), ToneAudioTrack()])
     cleanup += [a, b]
     grades: list[tuple[float, str]] = []
-    b.sio.on("link-quality", lambda s: grades.append((time.monotonic(), s["grade"])) if s["participantId"] == a.id else None)
+    samples: list[tuple[float, str, float, float | None, float | None]] = []  # for a failure's message
+
+    def note(sample: dict[str, Any]) -> None:
+        if sample["participantId"] == a.id:
+            grades.append((time.monotonic(), sample["grade"]))
+            samples.append((round(time.monotonic() - started, 1), sample["grade"], sample["mos"], sample["lossUp"],
+                            sample["lossDown"]))
+
+    started = time.monotonic()
+    b.sio.on("link-quality", note)
     try:
         await a.join()
         await b.join()
@@ -76,7 +85,7 @@ async def test_ten_percent_loss_turns_the_grade_poor_within_5_s_and_good_within_
         await wait_for(lambda: grades[-1][1] == "poor", timeout=5)
         poor_after = grades[-1][0] - started
         await asyncio.sleep(max(0.0, started + 12 - time.monotonic()))
-        assert all(g == "poor" for at, g in grades if at > started + poor_after)  # it stays poor while lossy
+        assert all(g == "poor" for at, g in grades if at > started + poor_after), samples  # it stays poor while lossy
 
         link.set(up=Impairment(), down=Impairment())
         ended = time.monotonic()
