@@ -19,6 +19,7 @@ import logging
 import random
 import struct
 import time
+from array import array
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -53,6 +54,8 @@ SEGMENTS_KEPT = 3  # a consumer answers NACKs for packets of its last few layer 
 RESEND_SHARE = 1.0  # resends to a consumer may add at most its layer's bitrate...
 RESEND_MIN_BPS = 200_000  # ...or this much, whichever is more (a keyframe after an outage, audio)
 RESEND_BURST = 1.0  # s of that rate that may go out at once
+SILENCE = 2.5  # s without a receiver report from a subscriber: its link was cut (reports come about every second)
+SENT_TIMES = 1024  # when each of a consumer's last packets went out (a power of two), for the NACKs that ask for them
 
 
 def codec_key(codec: Any) -> str:
@@ -362,6 +365,8 @@ class Consumer:
         self._counted_at = 0.0
         self._rtx_seq = random.getrandbits(15)
         self._resend_credit = (0.0, 0.0)  # (bits, at): the resend budget's token bucket
+        self._sent_times = array("d", bytes(8 * SENT_TIMES))  # by sequence number modulo SENT_TIMES
+        self._resynced_at = 0.0  # when it last started forwarding from a keyframe (after a pause, a switch)
         self._send: Callable[[bytes], None] | None = None
         hooks.hook_sender(self.sender, self._on_keyframe_request, self._on_nack)
         self._release_reports: Callable[[], None] | None = hooks.defer_sender_reports(self.sender)
@@ -521,6 +526,7 @@ class Consumer:
                                     self._ssrc, ids, picture, tl0)
         self._report.sent(ntp, out_ts, len(packet.payload))
         self._holes.sent(out_seq, now)
+        self._sent_times[out_seq & (SENT_TIMES - 1)] = now
         self.packets_sent += 1
         self._transmit(data)
 
@@ -544,6 +550,7 @@ class Consumer:
     def _resync(self, packet: RtpPacket, layer: int, ids: Vp8Ids | None) -> None:
         """Continue this consumer's sequence, timeline and picture ids from a keyframe (of a new layer)."""
         self.layer = layer
+        self._resynced_at = time.monotonic()
         self._restarting = False
         self._ext_key = hooks.extension_ids(self._transport)  # configured once the sender has started
         if self._frame_open:
@@ -564,6 +571,19 @@ class Consumer:
                            self._tl0_offset)
         self._segments = [segment, *self._segments[: SEGMENTS_KEPT - 1]]
 
+    def _sent_into_outage(self, sent_at: float, now: float) -> bool:
+        """Whether a packet sent at ``sent_at`` went out while the subscriber's link was cut: no receiver report
+        came within ``SILENCE`` around it (nor a restart from a keyframe before it). Judged from the reports on
+        either side, since the first after the cut can come before or after the subscriber's NACK."""
+        before = self._resynced_at if self._resynced_at <= sent_at else 0.0
+        after = now
+        for at in self.feedback.reports:
+            if at <= sent_at:
+                before = max(before, at)
+            else:
+                after = min(after, at)
+        return before > 0 and after - before > SILENCE
+
     def _spend_on_resend(self, octets: int, now: float) -> bool:
         """Take a resend's bits from the budget (``RESEND_SHARE`` of the layer's rate); False when it is spent. A
         congested link loses packets faster than resends can repair them: unbounded, the resends congest it more."""
@@ -580,10 +600,17 @@ class Consumer:
     async def _on_nack(self, out_seq: int) -> None:
         """Answer a consumer's NACK from the producer's history, as RTX when negotiated, within the resend budget.
         aiortc's receiver NACKs every packet still missing each time a new one goes missing: on a congested link,
-        resending them all each time multiplied the traffic (4 Mbit/s into a 250 kbit/s link in a test)."""
+        resending them all each time multiplied the traffic (4 Mbit/s into a 250 kbit/s link in a test).
+
+        Video sent while the subscriber's link was cut (``_sent_into_outage``) is not resent: seconds old, of no
+        use in a live call, and more than the returning link carries at once (on EDGE, 36 kB of resends in 0.1 s
+        into 240 kbit/s: 138 packets dropped at its queue, then a 2 s freeze). The subscriber gets a keyframe."""
         if not self._active or self.layer is None:
             return
         now = time.monotonic()
+        if self.producer.kind == "video" and self._sent_into_outage(self._sent_times[out_seq & (SENT_TIMES - 1)], now):
+            self._want_keyframe()
+            return
         segment = next((s for s in self._segments if (out_seq - s.out_start) & 0xFFFF < 0x8000), None)
         if segment is None:
             return

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -411,6 +412,9 @@ def uplink_estimate_bps(receiver: RTCRtpReceiver) -> int | None:
     return int(control.current_bitrate)
 
 
+REPORTS_KEPT = 32  # receiver report times kept: half a minute of reports, longer than any NACK looks back
+
+
 class FeedbackWatch:
     """What a sender's remote end last said about this sender's stream: its REMB, its receiver-report loss, and
     the round-trip time that report gives.
@@ -421,11 +425,12 @@ class FeedbackWatch:
     of packets lost and ``highest`` the low 16 bits of the highest sequence number it received (aiortc sends no
     more); ``rtt`` is in seconds, from any of
     the last few sender reports the report echoes (aiortc matches only the very last, which never happens once the
-    round trip exceeds the report interval); times (``*_at``) are monotonic seconds.
+    round trip exceeds the report interval); ``reports`` the times of the last ``REPORTS_KEPT`` receiver reports;
+    times are monotonic seconds.
     """
 
-    __slots__ = ("fraction_lost", "highest", "lost_total", "remb", "remb_at", "remb_ssrcs", "report_at", "rtt",
-                 "rtt_at")
+    __slots__ = ("fraction_lost", "highest", "lost_total", "remb", "remb_at", "remb_ssrcs", "report_at", "reports",
+                 "rtt", "rtt_at")
 
     def __init__(self) -> None:
         self.remb: int | None = None
@@ -435,6 +440,7 @@ class FeedbackWatch:
         self.lost_total = 0
         self.highest = 0
         self.report_at = 0.0
+        self.reports: deque[float] = deque(maxlen=REPORTS_KEPT)  # when the last receiver reports came
         self.rtt: float | None = None
         self.rtt_at = 0.0
 
@@ -470,6 +476,7 @@ def watch_feedback(sender: RTCRtpSender) -> FeedbackWatch:
                 if report.ssrc != sender._ssrc:
                     continue
                 watch.fraction_lost, watch.report_at = report.fraction_lost, time.monotonic()
+                watch.reports.append(watch.report_at)
                 watch.lost_total, watch.highest = report.packets_lost, report.highest_sequence & 0xFFFF
                 sent_at = sent_reports.get(report.lsr)
                 if sent_at is not None and report.dlsr:
@@ -626,7 +633,7 @@ def nack_audio(transceiver: RTCRtpTransceiver) -> bool:
                                                            for f in c.rtcpFeedback)
                for c in negotiated_codecs(transceiver)):
         return False
-    nack.install(receiver)
+    nack.install(receiver, outage_nacks=0)  # an outage's speech is past playing before a repair could come
     return True
 
 

@@ -10,9 +10,11 @@ take. One generator serves every SSRC of a receiver: simulcast layers have seque
 A gap that opened while nothing arrived for ``STALE_GAP`` (an outage) is asked for once, its newest
 ``STALE_NACKS`` packets only (what an aiortc sender keeps; libwebrtc keeps about a second): asking again and again
 for seconds of packets filled a 200 kbit/s uplink with stale resends just as it came back, while a short cut is
-still repaired whole. Such a gap, or a packet still missing after ``RETRIES`` NACKs or ``WINDOW`` seconds, is
-reported to ``on_lost``: a relay then asks its publisher for a keyframe at once, since none of its subscribers can
-decode past the hole.
+still repaired whole. Audio asks for none of it: its jitter buffer holds a fraction of a second, so the outage's
+speech is past playing before a repair could come (libwebrtc's audio NACK asks only for packets that can still be
+played); on EDGE its 128 stale packets were resent with the video's into the link just back. Such a gap, or a
+packet still missing after ``RETRIES`` NACKs or ``WINDOW`` seconds, is reported to ``on_lost``: a relay then asks
+its publisher for a keyframe at once, since none of its subscribers can decode past the hole.
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ class RetryingNackGenerator:
     so loss before repair needs them; ``on_lost(ssrc)`` is called when packets of that SSRC will not be asked for
     any more while still missing."""
 
-    def __init__(self, receiver: RTCRtpReceiver, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, clock: Callable[[], float] = time.monotonic,
+                 outage_nacks: int = STALE_NACKS) -> None:
+        """``outage_nacks``: how many of an outage's newest packets are asked for (0 for audio)."""
         self.on_lost: Callable[[int], None] | None = None
+        self._outage_nacks = outage_nacks
         self._receiver = receiver
         self._clock = clock
         self._streams: dict[int, _Stream] = {}
@@ -95,7 +100,7 @@ class RetryingNackGenerator:
         due: set[int] = set()
         if 0 < ahead < 0x8000:
             gap = min(ahead, TRACKED) - 1  # packets missing in front of this one that can still be asked for
-            due = {(seq - back) & 0xFFFF for back in range(1, 1 + (min(gap, STALE_NACKS) if stale else gap))}
+            due = {(seq - back) & 0xFFFF for back in range(1, 1 + (min(gap, self._outage_nacks) if stale else gap))}
             stream.max_seq = seq
             for lost in due:
                 stream.missing[lost] = _Missing(now, RETRIES if stale else 1)  # an outage's: asked for once
@@ -175,15 +180,15 @@ class RetryingNackGenerator:
             self._timer = None
 
 
-def install(receiver: RTCRtpReceiver) -> RetryingNackGenerator:
-    """Put a retrying generator in ``receiver`` (video: in place of aiortc's; audio: where aiortc has none).
-    Idempotent: a receiver keeps its generator across renegotiations."""
+def install(receiver: RTCRtpReceiver, outage_nacks: int = STALE_NACKS) -> RetryingNackGenerator:
+    """Put a retrying generator in ``receiver`` (video: in place of aiortc's; audio: where aiortc has none, with
+    ``outage_nacks=0``). Idempotent: a receiver keeps its generator across renegotiations."""
     if not hasattr(receiver, NAME):
         raise IncompatibleAiortc(f"RTCRtpReceiver has no {NAME}")
     current = getattr(receiver, NAME)
     if isinstance(current, RetryingNackGenerator):
         return current
-    generator = RetryingNackGenerator(receiver)
+    generator = RetryingNackGenerator(receiver, outage_nacks=outage_nacks)
     setattr(receiver, NAME, generator)
     stop = receiver.stop
 

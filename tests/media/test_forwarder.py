@@ -9,10 +9,18 @@ from collections.abc import AsyncIterator
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+)
 
 from media import nack
-from media.forwarder import LOSS_FRESH, PACKET_OVERHEAD, RESEND_BURST, RESEND_MIN_BPS, Consumer, Producer
+from media.forwarder import LOSS_FRESH, PACKET_OVERHEAD, RESEND_BURST, RESEND_MIN_BPS, SILENCE, Consumer, Producer
 from media.transport import ForwardedTrack
 
 
@@ -191,3 +199,69 @@ async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPe
     await transceiver.receiver._handle_rtp_packet(packet(120), 0)
     await report((first + 20) & 0xFFFF, 1)  # the repair arrived; nothing else lost
     assert consumer.downlink_loss() == (0, 2)
+
+
+async def test_a_subscriber_back_from_an_outage_gets_a_keyframe_not_the_outages_packets(
+    pc: RTCPeerConnection,
+) -> None:
+    """Video sent while a subscriber sent no receiver report for ``SILENCE`` (its link was cut) is not resent when
+    it NACKs it after the link returns, whether or not its first report came first: the relay asks the publisher
+    for a keyframe instead. What it was sent before the cut, and after its link returned, is resent as usual."""
+    from aiortc.rtcdtlstransport import State as DtlsState
+
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    transceiver.receiver._RTCRtpReceiver__codecs[96] = vp8  # type: ignore[attr-defined]
+    upstream: list[object] = []
+
+    async def to_publisher(packet: object) -> None:
+        upstream.append(packet)
+
+    transceiver.receiver._send_rtcp = to_publisher  # type: ignore[method-assign]
+    producer = Producer("publisher", "video")
+    producer.attach(transceiver)
+    transceiver._codecs = [vp8]
+    producer.negotiated(transceiver)
+    consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
+    consumer.transceiver._codecs = [vp8]
+    consumer.activate()
+    consumer.sender.transport._state = DtlsState.CONNECTED  # the wire itself is left out: packets go to a list
+    wire: list[bytes] = []
+    consumer._send = wire.append
+    keyframe = b"\x10\x00\x00\x9d\x01\x2a"  # VP8 descriptor, then a key frame's start code
+
+    async def publish(seqs: range) -> None:
+        for seq in seqs:
+            payload = keyframe if seq == 100 else b"\x10\x00\x00\x01"
+            await transceiver.receiver._handle_rtp_packet(
+                RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=7, payload=payload), 0)
+
+    async def nack(offset: int) -> int:
+        """How many packets the relay resent for a NACK of the ``offset``-th packet it sent."""
+        before = len(wire)
+        lost = (first + offset) & 0xFFFF
+        await consumer.sender._handle_rtcp_packet(
+            RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=consumer.ssrc, lost=[lost]))
+        return len(wire) - before
+
+    async def report() -> None:
+        info = RtcpReceiverInfo(ssrc=consumer.ssrc, fraction_lost=0, packets_lost=0,
+                                highest_sequence=(first + 9) & 0xFFFF, jitter=0, lsr=0, dlsr=0)
+        await consumer.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[info]))
+
+    await publish(range(100, 110))
+    first = int.from_bytes(wire[0][2:4], "big")
+    await report()
+    assert await nack(5) == 1  # a link that reports: repaired
+    await asyncio.sleep(SILENCE / 2)
+    await publish(range(110, 120))  # into the cut link: no report comes
+    await asyncio.sleep(SILENCE / 2 + 0.2)
+    upstream.clear()
+    assert await nack(12) == 0  # back, asking for the outage's packets before reporting
+    await asyncio.sleep(0.05)
+    assert any(isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI and p.media_ssrc == 7 for p in upstream)
+    await report()
+    assert await nack(15) == 0  # a report came first: still the outage's
+    await publish(range(120, 125))
+    assert await nack(22) == 1  # sent since the link returned: repaired
+    assert await nack(6) == 1  # sent before the cut: repaired

@@ -111,6 +111,22 @@ async def test_a_packet_is_not_asked_for_past_its_window(receiver: RTCRtpReceive
     assert sent == [(5, [2]), (5, [2])] and lost == [5] and generator.given_up == 1
 
 
+async def test_audio_asks_for_none_of_an_outage_gap(receiver: RTCRtpReceiver) -> None:
+    """An outage's speech is past playing before any repair could come."""
+    sent = captured(receiver)
+    clock = Clock()
+    generator = nack.RetryingNackGenerator(receiver, clock, outage_nacks=0)
+    receiver._RTCRtpReceiver__nack_generator = generator  # type: ignore[attr-defined]
+    await feed(receiver, 1, 2)
+    clock.now += nack.STALE_GAP * 5
+    await feed(receiver, 253)
+    assert sent == [] and generator.given_up == 250
+    clock.now += 0.05
+    await feed(receiver, 255)  # a loss on the restored link is asked for as usual
+    assert sent == [(5, [254])]
+    generator.stop()
+
+
 async def test_an_outage_gap_is_asked_for_once_and_reported(receiver: RTCRtpReceiver) -> None:
     sent, clock, generator, lost = timed(receiver)
     await feed(receiver, 1, 2)
