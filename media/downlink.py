@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .forwarder import PACKET_OVERHEAD, SILENCE, Consumer
+from .forwarder import PACKET_OVERHEAD, Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ SENT_WINDOW = 4  # ticks over which what was sent is averaged (frames and keyfra
 BASE_RTT_WINDOW = 30.0  # s over which the lowest round trip is kept
 TRIAL = 3.0
 DECREASE_HOLD = 0.5  # s (plus a round trip) after a decrease during which congestion is the same episode
+SILENCE = 2.5  # s without any receiver report: the subscriber's link was cut (reports come about every second)
 RETURN_GRACE = 2.5  # s after the first report that ends a silence during which reports may count the cut's loss
 PROBE_WAIT = 2.0
 PROBE_WAIT_MAX = 16.0  # a long link fails trials often; a minute between them left its video stuck

@@ -54,7 +54,8 @@ SEGMENTS_KEPT = 3  # a consumer answers NACKs for packets of its last few layer 
 RESEND_SHARE = 1.0  # resends to a consumer may add at most its layer's bitrate...
 RESEND_MIN_BPS = 200_000  # ...or this much, whichever is more (a keyframe after an outage, audio)
 RESEND_BURST = 1.0  # s of that rate that may go out at once
-SILENCE = 2.5  # s without a receiver report from a subscriber: its link was cut (reports come about every second)
+OUTAGE_SILENCE = 4.0  # s between two receiver reports of a subscriber (they come about every second) that only a
+# cut link explains: reports lost on a lossy link leave 2.5 s gaps (traced on "very bad"), 3+ lost in a row are rare
 SENT_TIMES = 1024  # when each of a consumer's last packets went out (a power of two), for the NACKs that ask for them
 
 
@@ -573,7 +574,7 @@ class Consumer:
 
     def _sent_into_outage(self, sent_at: float, now: float) -> bool:
         """Whether a packet sent at ``sent_at`` went out while the subscriber's link was cut: no receiver report
-        came within ``SILENCE`` around it (nor a restart from a keyframe before it). Judged from the reports on
+        came within ``OUTAGE_SILENCE`` around it (nor a restart from a keyframe before it). Judged from the reports on
         either side, since the first after the cut can come before or after the subscriber's NACK."""
         before = self._resynced_at if self._resynced_at <= sent_at else 0.0
         after = now
@@ -582,7 +583,7 @@ class Consumer:
                 before = max(before, at)
             else:
                 after = min(after, at)
-        return before > 0 and after - before > SILENCE
+        return before > 0 and after - before > OUTAGE_SILENCE
 
     def _spend_on_resend(self, octets: int, now: float) -> bool:
         """Take a resend's bits from the budget (``RESEND_SHARE`` of the layer's rate); False when it is spent. A

@@ -20,7 +20,15 @@ from aiortc.rtp import (
 )
 
 from media import nack
-from media.forwarder import LOSS_FRESH, PACKET_OVERHEAD, RESEND_BURST, RESEND_MIN_BPS, SILENCE, Consumer, Producer
+from media.forwarder import (
+    LOSS_FRESH,
+    OUTAGE_SILENCE,
+    PACKET_OVERHEAD,
+    RESEND_BURST,
+    RESEND_MIN_BPS,
+    Consumer,
+    Producer,
+)
 from media.transport import ForwardedTrack
 
 
@@ -204,9 +212,9 @@ async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPe
 async def test_a_subscriber_back_from_an_outage_gets_a_keyframe_not_the_outages_packets(
     pc: RTCPeerConnection,
 ) -> None:
-    """Video sent while a subscriber sent no receiver report for ``SILENCE`` (its link was cut) is not resent when
-    it NACKs it after the link returns, whether or not its first report came first: the relay asks the publisher
-    for a keyframe instead. What it was sent before the cut, and after its link returned, is resent as usual."""
+    """Video sent while a subscriber sent no receiver report for ``OUTAGE_SILENCE`` (its link was cut) is not
+    resent when it NACKs it after the link returns, whether or not its first report came first: the relay asks the
+    publisher for a keyframe instead. What it was sent before the cut, and after its link returned, is resent."""
     from aiortc.rtcdtlstransport import State as DtlsState
 
     transceiver = pc.addTransceiver("video", direction="recvonly")
@@ -253,9 +261,9 @@ async def test_a_subscriber_back_from_an_outage_gets_a_keyframe_not_the_outages_
     first = int.from_bytes(wire[0][2:4], "big")
     await report()
     assert await nack(5) == 1  # a link that reports: repaired
-    await asyncio.sleep(SILENCE / 2)
+    await asyncio.sleep(OUTAGE_SILENCE / 2)
     await publish(range(110, 120))  # into the cut link: no report comes
-    await asyncio.sleep(SILENCE / 2 + 0.2)
+    await asyncio.sleep(OUTAGE_SILENCE / 2 + 0.2)
     upstream.clear()
     assert await nack(12) == 0  # back, asking for the outage's packets before reporting
     await asyncio.sleep(0.05)
