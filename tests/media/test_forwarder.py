@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
@@ -162,9 +162,9 @@ async def test_packets_lost_for_good_upstream_ask_the_publisher_for_a_keyframe(p
     nack.of(receiver).stop()  # type: ignore[union-attr]
 
 
-async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPeerConnection) -> None:
-    """The loss a subscriber's downlink estimate is fed: what its receiver reports, less the packets that never
-    reached the relay (holes in the stream), counted as they stood when the report was written."""
+def wired_consumer(pc: RTCPeerConnection) -> tuple[RTCRtpTransceiver, Consumer, list[object], list[bytes]]:
+    """A VP8 producer's receiving transceiver and a connected consumer of it, with what the producer sends its
+    publisher (RTCP) and what the consumer sends its subscriber (the wire itself left out: packets go to lists)."""
     from aiortc.rtcdtlstransport import State as DtlsState
 
     transceiver = pc.addTransceiver("video", direction="recvonly")
@@ -175,7 +175,7 @@ async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPe
     async def to_publisher(packet: object) -> None:
         upstream.append(packet)
 
-    transceiver.receiver._send_rtcp = to_publisher  # type: ignore[method-assign]  # NACKs for the holes
+    transceiver.receiver._send_rtcp = to_publisher  # type: ignore[method-assign]  # NACKs, keyframe requests
     producer = Producer("publisher", "video")
     producer.attach(transceiver)
     transceiver._codecs = [vp8]  # as negotiated
@@ -183,9 +183,16 @@ async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPe
     consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
     consumer.transceiver._codecs = [vp8]
     consumer.activate()
-    consumer.sender.transport._state = DtlsState.CONNECTED  # the wire itself is left out: packets go to a list
+    consumer.sender.transport._state = DtlsState.CONNECTED
     wire: list[bytes] = []
     consumer._send = wire.append
+    return transceiver, consumer, upstream, wire
+
+
+async def test_a_consumer_counts_only_the_loss_on_its_subscribers_link(pc: RTCPeerConnection) -> None:
+    """The loss a subscriber's downlink estimate is fed: what its receiver reports, less the packets that never
+    reached the relay (holes in the stream), counted as they stood when the report was written."""
+    transceiver, consumer, upstream, wire = wired_consumer(pc)
 
     def packet(seq: int) -> RtpPacket:
         return RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq * 3000, ssrc=7, payload=b"\x10\x00\x00")
@@ -215,27 +222,7 @@ async def test_a_subscriber_back_from_an_outage_gets_a_keyframe_not_the_outages_
     """Video sent while a subscriber sent no receiver report for ``OUTAGE_SILENCE`` (its link was cut) is not
     resent when it NACKs it after the link returns, whether or not its first report came first: the relay asks the
     publisher for a keyframe instead. What it was sent before the cut, and after its link returned, is resent."""
-    from aiortc.rtcdtlstransport import State as DtlsState
-
-    transceiver = pc.addTransceiver("video", direction="recvonly")
-    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    transceiver.receiver._RTCRtpReceiver__codecs[96] = vp8  # type: ignore[attr-defined]
-    upstream: list[object] = []
-
-    async def to_publisher(packet: object) -> None:
-        upstream.append(packet)
-
-    transceiver.receiver._send_rtcp = to_publisher  # type: ignore[method-assign]
-    producer = Producer("publisher", "video")
-    producer.attach(transceiver)
-    transceiver._codecs = [vp8]
-    producer.negotiated(transceiver)
-    consumer = Consumer(producer, pc.addTransceiver(ForwardedTrack("video"), direction="sendonly"))
-    consumer.transceiver._codecs = [vp8]
-    consumer.activate()
-    consumer.sender.transport._state = DtlsState.CONNECTED  # the wire itself is left out: packets go to a list
-    wire: list[bytes] = []
-    consumer._send = wire.append
+    transceiver, consumer, upstream, wire = wired_consumer(pc)
     keyframe = b"\x10\x00\x00\x9d\x01\x2a"  # VP8 descriptor, then a key frame's start code
 
     async def publish(seqs: range) -> None:
