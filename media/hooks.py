@@ -524,12 +524,11 @@ def received_streams(receiver: RTCRtpReceiver) -> list[ReceivedStream]:
     # audio retransmissions come on the media stream itself, counted there as received: put them back as lost;
     # a second copy (two NACKs of one packet both answered: a stalled sender, a slow repair) is not the link's
     generator = nack.of(receiver)
-    audio = generator is not None and receiver.track is not None and receiver.track.kind == "audio"
-    repaired = generator.repaired if audio and generator is not None else 0
-    duplicates = generator.duplicates if audio and generator is not None else 0
+    copies = 0  # arrivals that are not the link's delivery of an original
+    if generator is not None and receiver.track is not None and receiver.track.kind == "audio":
+        copies = generator.repaired + generator.duplicates
     return [
-        ReceivedStream(ssrc, stream.packets_received - repaired - duplicates,
-                       stream.packets_lost + repaired + duplicates,
+        ReceivedStream(ssrc, stream.packets_received - copies, stream.packets_lost + copies,
                        stream.jitter / stream._clockrate * 1000)
         for ssrc, stream in list(streams.items())
         if ssrc not in rtx
